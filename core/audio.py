@@ -1,0 +1,347 @@
+"""Decode any supported file into mono float32 at 16 kHz, plus the facts an analyst needs.
+
+Decoding streams: `AudioReader.blocks()` yields resampled blocks, so a two-hour
+recording never sits in memory at once. `load_audio()` is the convenience that joins
+the blocks for short files. soundfile reads wav/flac/ogg(vorbis, opus)/mp3; anything it
+cannot read (m4a/aac, ...) goes through torchcodec, which needs ffmpeg installed.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from typing import BinaryIO, Iterator
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+from .errors import AudioError
+
+TARGET_SR = 16_000
+SUPPORTED = "wav, flac, ogg/vorbis, opus, mp3 (and m4a/aac when ffmpeg is installed)"
+LOSSY_SUBTYPES = {"VORBIS", "OPUS", "MPEG_LAYER_I", "MPEG_LAYER_II", "MPEG_LAYER_III", "ALAW", "ULAW",
+                  "GSM610", "IMA_ADPCM", "MS_ADPCM", "G721_32", "G723_24", "G723_40"}
+CLIP_LEVEL = 0.999          # |x| at or above this counts as a clipped sample
+SILENCE_FRAME = 320         # 20 ms at 16 kHz
+SILENCE_ABS_DB = -50.0      # frames quieter than this are silent ...
+SILENCE_REL_DB = 45.0       # ... and so are frames this far below the loudest frame
+_RESAMPLE_CONTEXT_S = 0.05  # filter context carried across block edges
+
+
+@dataclass
+class AudioFacts:
+    """What an analyst needs to judge a verdict: where the audio came from and its condition."""
+
+    name: str
+    container: str
+    codec: str
+    original_rate: int
+    channels: int
+    duration_s: float = 0.0
+    peak_dbfs: float = float("-inf")
+    clipped_fraction: float = 0.0
+    silence_ratio: float = 0.0
+    dc_offset: float = 0.0
+    nonfinite_samples: int = 0
+    decoder: str = "soundfile"
+    analysed_s: float = 0.0
+
+    @property
+    def lossy(self) -> bool:
+        return self.codec.upper() in LOSSY_SUBTYPES or self.decoder == "torchcodec"
+
+    def warnings(self, window_s: float | None = None) -> list[str]:
+        """Plain-language cautions that change how far a verdict can be trusted."""
+        out: list[str] = []
+        if self.original_rate < 16_000:
+            out.append(f"Low sample rate ({self.original_rate} Hz): no content above "
+                       f"{self.original_rate // 2} Hz, which detectors can mistake for a cue.")
+        if self.lossy:
+            out.append(f"Lossy codec ({self.codec}): compression removes detail that detectors use.")
+        if self.clipped_fraction > 0.001:
+            out.append(f"Clipping: {self.clipped_fraction:.2%} of samples at full scale.")
+        if self.silence_ratio > 0.5:
+            out.append(f"Mostly silence ({self.silence_ratio:.0%} of 20 ms frames are silent).")
+        if self.nonfinite_samples:
+            out.append(f"{self.nonfinite_samples} NaN/inf samples were replaced by silence.")
+        if abs(self.dc_offset) > 0.05:
+            out.append(f"DC offset of {self.dc_offset:+.3f} (the recording chain is faulty).")
+        if window_s and self.duration_s < window_s:
+            out.append(f"Shorter ({self.duration_s:.2f} s) than one analysis window ({window_s:.2f} s): "
+                       "the window is padded, so the score rests on little evidence.")
+        if self.analysed_s and self.analysed_s + 0.05 < self.duration_s:
+            out.append(f"Only {self.analysed_s:.1f} s of {self.duration_s:.1f} s were analysed.")
+        return out
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["lossy"] = self.lossy
+        return d
+
+
+@dataclass
+class _FactsAccumulator:
+    """Running statistics so facts need one pass over a stream."""
+
+    peak: float = 0.0
+    clipped: int = 0
+    native_samples: int = 0
+    sum_: float = 0.0
+    nonfinite: int = 0
+    frame_db: list = field(default_factory=list)
+    mono_samples: int = 0
+    _tail: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+
+    def add_native(self, block: np.ndarray) -> np.ndarray:
+        """Take a [n, channels] native block; return it with NaN/inf replaced by 0."""
+        bad = ~np.isfinite(block)
+        if bad.any():
+            self.nonfinite += int(bad.sum())
+            block = np.where(bad, 0.0, block).astype(np.float32)
+        if block.size:
+            a = np.abs(block)
+            self.peak = max(self.peak, float(a.max()))
+            self.clipped += int((a >= CLIP_LEVEL).sum())
+            self.sum_ += float(block.sum(dtype=np.float64))
+            self.native_samples += block.size
+        return block
+
+    def add_mono16k(self, x: np.ndarray) -> None:
+        self.mono_samples += len(x)
+        x = np.concatenate([self._tail, x]) if len(self._tail) else x
+        n = len(x) // SILENCE_FRAME
+        if n:
+            frames = x[: n * SILENCE_FRAME].reshape(n, SILENCE_FRAME).astype(np.float64)
+            rms = np.sqrt((frames**2).mean(axis=1))
+            self.frame_db.append((20 * np.log10(np.maximum(rms, 1e-10))).astype(np.float32))
+        self._tail = x[n * SILENCE_FRAME:].copy()
+
+    def finish(self, facts: AudioFacts) -> AudioFacts:
+        facts.duration_s = self.mono_samples / TARGET_SR
+        facts.peak_dbfs = 20 * math.log10(self.peak) if self.peak > 0 else float("-inf")
+        facts.clipped_fraction = self.clipped / self.native_samples if self.native_samples else 0.0
+        facts.dc_offset = self.sum_ / self.native_samples if self.native_samples else 0.0
+        facts.nonfinite_samples = self.nonfinite
+        db = np.concatenate(self.frame_db) if self.frame_db else np.zeros(0, np.float32)
+        if len(db):
+            limit = max(SILENCE_ABS_DB, float(db.max()) - SILENCE_REL_DB)
+            facts.silence_ratio = float((db < limit).mean())
+        else:
+            facts.silence_ratio = 1.0 if self.peak == 0 else 0.0
+        return facts
+
+
+def _to_mono(block: np.ndarray) -> np.ndarray:
+    return block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0].astype(np.float32)
+
+
+def _resample_blocks(blocks: Iterator[np.ndarray], orig: int) -> Iterator[np.ndarray]:
+    """Resample a stream of mono blocks to 16 kHz, seamless across block edges.
+
+    Each block is resampled with real neighbouring samples on both sides (zeros at the
+    file's ends, as a whole-file resample would see), then the middle is kept.
+    """
+    if orig == TARGET_SR:
+        yield from blocks
+        return
+    g = math.gcd(orig, TARGET_SR)
+    unit_in, unit_out = orig // g, TARGET_SR // g
+    ctx_units = max(1, math.ceil(_RESAMPLE_CONTEXT_S * orig / unit_in))
+    ctx = ctx_units * unit_in
+
+    def emit(left: np.ndarray, cur: np.ndarray, right: np.ndarray) -> np.ndarray:
+        x = np.concatenate([left, cur, right])
+        y = AF.resample(torch.from_numpy(x), orig, TARGET_SR).numpy()
+        start = ctx_units * unit_out
+        n_out = math.ceil(len(cur) * TARGET_SR / orig)
+        return y[start:start + n_out].astype(np.float32)
+
+    left = np.zeros(ctx, np.float32)
+    cur = None
+    pending = np.zeros(0, np.float32)
+    for b in blocks:
+        pending = np.concatenate([pending, b]) if len(pending) else b
+        # keep block lengths a multiple of unit_in so output lengths stay exact
+        if cur is None:
+            usable = (len(pending) // unit_in) * unit_in
+            if usable == 0:
+                continue
+            cur, pending = pending[:usable], pending[usable:]
+            continue
+        if len(pending) < ctx:
+            continue
+        usable = (len(pending) // unit_in) * unit_in
+        nxt, pending = pending[:usable], pending[usable:]
+        yield emit(left, cur, nxt[:ctx])
+        tail = np.concatenate([left, cur])[-ctx:]
+        left, cur = tail, nxt
+    rest = np.concatenate([cur, pending]) if cur is not None else pending
+    if len(rest):
+        yield emit(left, rest, np.zeros(ctx, np.float32))
+
+
+class AudioReader:
+    """Open a file (path, bytes or binary stream) and stream it as mono 16 kHz blocks.
+
+    >>> with AudioReader("clip.wav") as r:            # doctest: +SKIP
+    ...     x = np.concatenate(list(r.blocks()))
+    ...     facts = r.facts
+    """
+
+    def __init__(self, source: str | os.PathLike | bytes | BinaryIO, name: str | None = None):
+        self.name = name or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<upload>")
+        self._source = source
+        self._sf: sf.SoundFile | None = None
+        self._fallback: tuple[np.ndarray, int, str] | None = None
+        self._acc = _FactsAccumulator()
+        self._done = False
+        self._open()
+
+    # -- opening -----------------------------------------------------------
+    def _open(self) -> None:
+        src = self._source
+        if isinstance(src, (str, os.PathLike)):
+            path = os.fspath(src)
+            if os.path.isdir(path):
+                raise AudioError(f"{self.name}: is a folder, not an audio file")
+            try:
+                size = os.path.getsize(path)
+            except OSError as e:
+                raise AudioError(f"{self.name}: cannot open ({e.strerror or e})") from None
+            if size == 0:
+                raise AudioError(f"{self.name}: the file is empty (0 bytes)")
+            try:
+                with open(path, "rb"):
+                    pass
+            except OSError as e:
+                raise AudioError(f"{self.name}: cannot read ({e.strerror or e})") from None
+        elif isinstance(src, (bytes, bytearray, memoryview)):
+            if len(src) == 0:
+                raise AudioError(f"{self.name}: the file is empty (0 bytes)")
+            src = io.BytesIO(bytes(src))
+            self._source = src
+        try:
+            self._sf = sf.SoundFile(src)
+            self.original_rate = int(self._sf.samplerate)
+            self.channels = int(self._sf.channels)
+            container, codec = self._sf.format, self._sf.subtype
+            self.frames_hint = int(self._sf.frames) if self._sf.frames and self._sf.frames > 0 else 0
+            self._decoder = "soundfile"
+        except Exception as sf_err:  # soundfile cannot read it: try ffmpeg via torchcodec
+            if self._sf is not None:
+                self._sf.close()
+            self._sf = None
+            data, rate, codec = self._decode_torchcodec(sf_err)
+            self._fallback = (data, rate, codec)
+            self.original_rate, self.channels = rate, data.shape[1]
+            container, self.frames_hint, self._decoder = "ffmpeg", len(data), "torchcodec"
+        if self.original_rate <= 0 or self.channels <= 0:
+            self.close()
+            raise AudioError(f"{self.name}: the header is invalid (rate {self.original_rate}, "
+                             f"{self.channels} channels)")
+        if self.original_rate < 1000 or self.original_rate > 768_000:
+            self.close()
+            raise AudioError(f"{self.name}: unsupported sample rate {self.original_rate} Hz")
+        self.facts = AudioFacts(self.name, container, codec, self.original_rate, self.channels,
+                                duration_s=self.frames_hint / self.original_rate, decoder=self._decoder)
+
+    def _decode_torchcodec(self, sf_err: Exception) -> tuple[np.ndarray, int, str]:
+        try:
+            from torchcodec.decoders import AudioDecoder
+        except Exception:  # ImportError, or torchcodec's own error when ffmpeg libs are missing
+            raise AudioError(
+                f"{self.name}: not a format soundfile can read ({_short(sf_err)}). Supported: {SUPPORTED}. "
+                "For m4a/aac and other formats install ffmpeg (apt-get install ffmpeg) and torchcodec."
+            ) from None
+        src = self._source
+        if hasattr(src, "seek"):
+            src.seek(0)
+            src = src.read()
+        try:
+            dec = AudioDecoder(os.fspath(src) if isinstance(src, (str, os.PathLike)) else bytes(src))
+            samples = dec.get_all_samples()
+            data = samples.data.numpy().T.astype(np.float32)
+            rate = int(samples.sample_rate)
+            codec = str(getattr(dec.metadata, "codec", "") or "unknown")
+        except Exception as e:
+            raise AudioError(f"{self.name}: cannot decode: not a supported audio file "
+                             f"({_short(sf_err)}; ffmpeg: {_short(e)}). Supported: {SUPPORTED}.") from None
+        if data.size == 0:
+            raise AudioError(f"{self.name}: the file contains no audio samples")
+        return data, rate, codec
+
+    # -- streaming ---------------------------------------------------------
+    def _native_blocks(self, block_frames: int) -> Iterator[np.ndarray]:
+        if self._fallback is not None:
+            data = self._fallback[0]
+            for i in range(0, len(data), block_frames):
+                yield data[i:i + block_frames]
+            return
+        assert self._sf is not None
+        while True:
+            try:
+                b = self._sf.read(block_frames, dtype="float32", always_2d=True)
+            except Exception as e:
+                if self._acc.native_samples:  # truncated tail: keep what decoded
+                    self.truncated = True
+                    return
+                raise AudioError(f"{self.name}: cannot decode audio data ({_short(e)})") from None
+            if len(b) == 0:
+                return
+            yield b
+
+    def blocks(self, block_s: float = 30.0) -> Iterator[np.ndarray]:
+        """Yield mono float32 16 kHz blocks; `facts` is complete once this is exhausted."""
+        if self._done:
+            raise AudioError(f"{self.name}: already read")
+        self.truncated = False
+        block_frames = max(1024, int(block_s * self.original_rate))
+
+        def mono() -> Iterator[np.ndarray]:
+            for b in self._native_blocks(block_frames):
+                yield _to_mono(self._acc.add_native(b))
+
+        for y in _resample_blocks(mono(), self.original_rate):
+            self._acc.add_mono16k(y)
+            yield y
+        self._acc.finish(self.facts)
+        self._done = True
+        if self._acc.mono_samples == 0:
+            raise AudioError(f"{self.name}: the file contains no audio samples")
+
+    def close(self) -> None:
+        if self._sf is not None:
+            self._sf.close()
+            self._sf = None
+
+    def __enter__(self) -> "AudioReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@dataclass
+class Audio:
+    samples: np.ndarray  # mono float32 at TARGET_SR
+    facts: AudioFacts
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / TARGET_SR
+
+
+def load_audio(source: str | os.PathLike | bytes | BinaryIO, name: str | None = None) -> Audio:
+    """Decode a whole file to mono float32 at 16 kHz, with its facts."""
+    with AudioReader(source, name) as r:
+        parts = list(r.blocks())
+        return Audio(np.concatenate(parts) if parts else np.zeros(0, np.float32), r.facts)
+
+
+def _short(e: Exception) -> str:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return msg[:200]

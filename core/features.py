@@ -1,0 +1,115 @@
+"""Front ends: frozen configs that turn a window of 16 kHz audio into a mel tensor.
+
+A front end's output is always `[batch, n_mels, frames]`; each model adapts that layout
+itself (3-channel repeat, time-major sequence, ...). Two models that name the same
+front end share the computed features: the engine computes each front end once per window.
+
+The seed's two front ends are reproduced exactly (see ../shared/seed/seed_models.md):
+no log, per-clip z-normalisation over the whole tensor (A) or none (B), then right zero-pad
+or crop to a fixed number of frames. The project's own front end is a log-mel.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+import torchaudio
+
+from .audio import TARGET_SR
+
+
+@dataclass(frozen=True)
+class FrontEnd:
+    """How a window of audio becomes a mel tensor. Hashable, so it keys a feature cache."""
+
+    name: str
+    n_fft: int
+    hop: int
+    n_mels: int
+    frames: int
+    win_length: int | None = None
+    f_min: float = 0.0
+    f_max: float | None = None
+    log: bool = False            # log(mel + log_eps) instead of power
+    log_eps: float = 1e-6
+    norm: str = "none"           # "none" | "clip_z" (whole-tensor z-norm per window)
+    pad: str = "zeros"           # how a short window is filled: "zeros" (features) | "repeat" (audio)
+    mel_scale: str = "htk"
+    description: str = ""
+
+    @property
+    def window_samples(self) -> int:
+        """Samples that yield exactly `frames` frames with centred STFT frames."""
+        return (self.frames - 1) * self.hop
+
+    @property
+    def window_s(self) -> float:
+        return self.window_samples / TARGET_SR
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    def __call__(self, windows: torch.Tensor) -> torch.Tensor:
+        """`[B, samples]` float32 -> `[B, n_mels, frames]`. Windows of one batch share a length."""
+        return compute(self, windows)
+
+
+@lru_cache(maxsize=None)
+def _mel(fe: FrontEnd) -> torchaudio.transforms.MelSpectrogram:
+    with warnings.catch_warnings():  # the seed's 128-bin default leaves some filters empty, by design
+        warnings.filterwarnings("ignore", message="At least one mel filterbank")
+        return _build_mel(fe)
+
+
+def _build_mel(fe: FrontEnd) -> torchaudio.transforms.MelSpectrogram:
+    return torchaudio.transforms.MelSpectrogram(
+        sample_rate=TARGET_SR, n_fft=fe.n_fft, win_length=fe.win_length, hop_length=fe.hop,
+        f_min=fe.f_min, f_max=fe.f_max, n_mels=fe.n_mels, mel_scale=fe.mel_scale,
+    ).eval()
+
+
+def fit_length(samples: torch.Tensor, fe: FrontEnd) -> torch.Tensor:
+    """For `pad == "repeat"`: tile a short window until it fills the front end's window."""
+    n = fe.window_samples
+    if fe.pad != "repeat" or samples.shape[-1] >= n or samples.shape[-1] == 0:
+        return samples
+    reps = -(-n // samples.shape[-1])
+    return samples.repeat(*([1] * (samples.dim() - 1)), reps)[..., :n]
+
+
+@torch.no_grad()
+def compute(fe: FrontEnd, windows: torch.Tensor) -> torch.Tensor:
+    if windows.dim() == 1:
+        windows = windows.unsqueeze(0)
+    windows = fit_length(windows.float(), fe)
+    m = _mel(fe)(windows)  # [B, n_mels, T]
+    if fe.log:
+        m = torch.log(m + fe.log_eps)
+    if fe.norm == "clip_z":
+        mean = m.mean(dim=(1, 2), keepdim=True)
+        std = m.flatten(1).std(dim=1).view(-1, 1, 1)  # torch's unbiased std, as the seed
+        m = (m - mean) / torch.where(std > 0, std, torch.ones_like(std))
+    t = m.shape[-1]
+    if t >= fe.frames:
+        return m[..., : fe.frames].contiguous()
+    return torch.nn.functional.pad(m, (0, fe.frames - t))
+
+
+# The seed's front end A (SENet, ResNet, Res2Net, GNN): MelSpectrogram(16k, 2048, 512, 50 mels),
+# no log, clip z-norm, first 250 frames (about 7.97 s).
+SEED_A = FrontEnd("seed_mel50", n_fft=2048, hop=512, n_mels=50, frames=250, norm="clip_z",
+                  description="seed front end A: power mel (50 bins), per-clip z-norm, 250 frames")
+# The seed's front end B (PC-DARTS, LSTM): MelSpectrogram() defaults, no log, no norm, 200 frames.
+SEED_B = FrontEnd("seed_mel128", n_fft=400, hop=200, n_mels=128, frames=200,
+                  description="seed front end B: power mel (128 bins, torchaudio defaults), 200 frames")
+# The project's front end: 25 ms / 10 ms log-mel, 64 bins up to 7.6 kHz, 3 s windows,
+# per-window z-norm (gain-invariant), short clips tiled instead of zero-padded (padding is a shortcut).
+LOGMEL64 = FrontEnd("logmel64", n_fft=512, win_length=400, hop=160, n_mels=64, frames=301,
+                    f_min=20.0, f_max=7600.0, log=True, norm="clip_z", pad="repeat",
+                    description="log-mel 64 bins (20-7600 Hz), 25 ms / 10 ms, per-window z-norm, "
+                                "3 s windows, short clips tiled")
+
+FRONT_ENDS = {fe.name: fe for fe in (SEED_A, SEED_B, LOGMEL64)}

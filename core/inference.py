@@ -1,0 +1,434 @@
+"""The Detector: whole files in sliding windows -> batched features -> models -> P(fake).
+
+Kept apart from the models (as pyannote's `Inference` is): a window defaults to the
+model's training crop (its front end's frames), the hop to half of it; windows from one or
+many files are batched, each front end is computed once per window and feeds every model
+that uses it, and a `progress(done, total)` callback reports as it goes.
+
+Rules, so the numbers mean one thing everywhere:
+  * P(fake): higher = more likely fake, for every model and the ensemble.
+  * Windows cover the whole file: starts at 0, hop, 2*hop, ... plus one last window flush
+    with the end, so no tail goes unscored. A file shorter than a window is one short window
+    (zero-padded features for the seed's front ends, tiled audio for the project's).
+  * A model's file score is the mean of its window P(fake) (also reported: the max, and
+    the fraction of windows over threshold).
+  * The ensemble's file score is the mean of the models' file scores (models that failed
+    are left out and named); its timeline averages the models' windows on a 0.5 s grid.
+  * Verdict: "fake" when P(fake) >= threshold; the threshold's value and source travel
+    with every result.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+
+from .audio import TARGET_SR, AudioFacts, AudioReader
+from .errors import AudioError, DetectorError
+from .features import FrontEnd
+from .loading import LoadedModel, LoadedSet, load_set
+
+Progress = Callable[[float, float], None]
+ENSEMBLE_GRID_S = 0.5
+
+
+@dataclass
+class WindowScore:
+    start: float
+    end: float
+    p_fake: float
+
+
+@dataclass
+class ModelScore:
+    name: str
+    p_fake: float | None
+    threshold: float
+    threshold_source: str
+    verdict: str | None
+    windows: list[WindowScore] = field(default_factory=list)
+    max_p_fake: float | None = None
+    frac_windows_over: float | None = None
+    source: str = ""
+    sha256: str = ""
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["windows"] = [asdict(w) for w in self.windows]
+        return d
+
+
+@dataclass
+class FileResult:
+    file: str
+    facts: AudioFacts | None
+    models: dict[str, ModelScore]
+    ensemble: ModelScore | None
+    set_name: str = ""
+    error: str | None = None
+
+    def warnings(self, window_s: float | None = None) -> list[str]:
+        return self.facts.warnings(window_s) if self.facts else []
+
+    def as_dict(self) -> dict:
+        return {
+            "file": self.file, "set": self.set_name,
+            "audio": self.facts.as_dict() if self.facts else None,
+            "models": {k: v.as_dict() for k, v in self.models.items()},
+            "ensemble": self.ensemble.as_dict() if self.ensemble else None,
+            "warnings": self.warnings(),
+            "error": self.error,
+        }
+
+
+def verdict(p: float, threshold: float) -> str:
+    return "fake" if p >= threshold else "real"
+
+
+def window_starts(n: int, window: int, hop: int) -> list[tuple[int, int]]:
+    """(start, end) sample spans covering `n` samples; see the module docstring."""
+    if n <= window:
+        return [(0, n)]
+    spans = [(s, s + window) for s in range(0, n - window + 1, hop)]
+    if spans[-1][1] < n:
+        spans.append((n - window, n))
+    return spans
+
+
+class _WindowCutter:
+    """Cut windows from a stream of blocks with bounded memory (keeps at most one window + block)."""
+
+    def __init__(self, window: int, hop: int):
+        self.window, self.hop = window, hop
+        self.buf = np.zeros(0, np.float32)
+        self.buf_start = 0          # absolute index of buf[0]
+        self.next_start = 0
+        self.last_end = 0
+
+    def push(self, block: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
+        self.buf = np.concatenate([self.buf, block]) if len(self.buf) else block
+        end = self.buf_start + len(self.buf)
+        while self.next_start + self.window <= end:
+            a = self.next_start - self.buf_start
+            yield self.next_start, self.next_start + self.window, self.buf[a:a + self.window]
+            self.last_end = self.next_start + self.window
+            self.next_start += self.hop
+        keep_from = min(self.next_start, end - self.window)
+        if keep_from > self.buf_start:
+            self.buf = self.buf[keep_from - self.buf_start:].copy()
+            self.buf_start = keep_from
+
+    def finish(self) -> Iterator[tuple[int, int, np.ndarray]]:
+        end = self.buf_start + len(self.buf)
+        if self.last_end == 0 and end > 0:
+            yield 0, end, self.buf[: end - self.buf_start]
+        elif self.last_end < end:
+            yield end - self.window, end, self.buf[len(self.buf) - self.window:]
+
+
+@dataclass
+class _FileState:
+    key: int
+    name: str
+    facts: AudioFacts | None = None
+    pending_windows: int = 0
+    decoded: bool = False
+    error: str | None = None
+    scores: dict = field(default_factory=lambda: defaultdict(list))   # model -> [(start, end, p)]
+    model_errors: dict = field(default_factory=dict)
+
+
+class Detector:
+    """Score audio with a loaded model set.
+
+    >>> det = Detector.from_set("shipped")                   # doctest: +SKIP
+    >>> res = det.score("call.wav")                          # doctest: +SKIP
+    >>> res.ensemble.p_fake, res.ensemble.verdict            # doctest: +SKIP
+    """
+
+    def __init__(self, loaded: LoadedSet, hop_fraction: float = 0.5, window_s: float | None = None,
+                 batch_size: int = 32, decode_workers: int = 2):
+        if not loaded.models:
+            raise DetectorError("no models selected")
+        if not 0 < hop_fraction <= 1:
+            raise DetectorError(f"hop fraction must be in (0, 1], got {hop_fraction}")
+        if window_s is not None and window_s <= 0:
+            raise DetectorError(f"window must be positive, got {window_s}")
+        self.loaded = loaded
+        self.models = loaded.models
+        self.hop_fraction = hop_fraction
+        self.window_s = window_s
+        self.batch_size = max(1, int(batch_size))
+        self.decode_workers = max(1, int(decode_workers))
+        self.front_ends: dict[FrontEnd, list[LoadedModel]] = defaultdict(list)
+        for m in self.models:
+            self.front_ends[m.spec.front_end].append(m)
+
+    @classmethod
+    def from_set(cls, set_name: str | None = "auto", models=None, weights_dir=None, allow_download=True,
+                 revision=None, **kw) -> "Detector":
+        return cls(load_set(set_name, models, weights_dir, allow_download, revision), **kw)
+
+    # -- geometry -------------------------------------------------------------
+    def window_samples(self, fe: FrontEnd) -> int:
+        return int(round(self.window_s * TARGET_SR)) if self.window_s else fe.window_samples
+
+    def hop_samples(self, fe: FrontEnd) -> int:
+        return max(1, int(round(self.window_samples(fe) * self.hop_fraction)))
+
+    @property
+    def shortest_window_s(self) -> float:
+        return min(self.window_samples(fe) for fe in self.front_ends) / TARGET_SR
+
+    @property
+    def set_name(self) -> str:
+        return self.loaded.model_set.name
+
+    def info(self) -> dict:
+        return {"set": self.set_name, "title": self.loaded.model_set.title,
+                "models": [m.describe() for m in self.models],
+                "ensemble_threshold": self.loaded.ensemble_threshold,
+                "ensemble_threshold_source": self.loaded.ensemble_threshold_source,
+                "hop_fraction": self.hop_fraction,
+                "windows_s": {fe.name: self.window_samples(fe) / TARGET_SR for fe in self.front_ends}}
+
+    # -- public scoring -------------------------------------------------------
+    def score(self, source, name: str | None = None, progress: Progress | None = None) -> FileResult:
+        """Score one file (path, bytes or stream), streaming it. Raises AudioError on a bad file."""
+        res = next(self.score_many([(name or _name_of(source), source)], progress=None,
+                                   seconds_progress=progress))
+        if res.error:
+            raise AudioError(res.error)
+        return res
+
+    def score_samples(self, samples: np.ndarray, facts: AudioFacts) -> FileResult:
+        """Score audio already decoded to mono 16 kHz."""
+        return next(self.score_many([(facts.name, _Decoded(samples, facts))]))
+
+    def score_many(self, items: Iterable[tuple[str, object]], progress: Progress | None = None,
+                   seconds_progress: Progress | None = None) -> Iterator[FileResult]:
+        """Score many files; yields one FileResult per item, in order, errors as error results.
+
+        Files are decoded in background threads while the models run on the current batch;
+        windows from different files share batches.
+        """
+        items = list(items)
+        total = len(items)
+        states: dict[int, _FileState] = {}
+        pending: dict[FrontEnd, list] = defaultdict(list)   # fe -> [(key, start, end, samples)]
+        results: dict[int, FileResult] = {}
+        next_out = 0
+
+        def flush(force: bool = False) -> None:
+            for fe in list(pending):
+                while pending[fe] and (force or len(pending[fe]) >= self.batch_size):
+                    batch, pending[fe][:] = pending[fe][: self.batch_size], pending[fe][self.batch_size:]
+                    self._run_batch(fe, batch, states)
+            for key in [k for k, s in states.items() if s.decoded and s.pending_windows == 0]:
+                results[key] = self._finish(states.pop(key))
+                if progress:
+                    progress(len(results) + next_out, total)
+
+        def drop(key: int) -> None:
+            for fe in pending:
+                pending[fe][:] = [p for p in pending[fe] if p[0] != key]
+            states[key].pending_windows = 0
+
+        for key, name, facts, blocks in _prefetch(items, self.decode_workers):
+            st = states[key] = _FileState(key, name)
+            try:
+                cutters = {fe: _WindowCutter(self.window_samples(fe), self.hop_samples(fe))
+                           for fe in self.front_ends}
+                duration_hint = facts.duration_s if facts else 0.0
+                seen = 0
+                for block in blocks:
+                    seen += len(block)
+                    for fe, cut in cutters.items():
+                        for s, e, w in cut.push(block):
+                            pending[fe].append((key, s, e, w))
+                            st.pending_windows += 1
+                    flush()  # full batches only: memory stays bounded for long files
+                    if seconds_progress:
+                        seconds_progress(seen / TARGET_SR, max(duration_hint, seen / TARGET_SR))
+                st.facts = blocks.facts
+                if st.facts.peak_dbfs == float("-inf"):
+                    raise AudioError(f"{name}: the audio is digital silence (all samples are zero); "
+                                     "there is nothing to analyse")
+                for fe, cut in cutters.items():
+                    for s, e, w in cut.finish():
+                        pending[fe].append((key, s, e, w))
+                        st.pending_windows += 1
+                st.facts.analysed_s = seen / TARGET_SR
+            except DetectorError as e:
+                st.error = str(e)
+                drop(key)
+            except Exception as e:  # a decoder bug must not stop a batch: it becomes this file's error
+                st.error = f"{name}: unexpected decoding failure ({type(e).__name__}: {e})"
+                drop(key)
+            st.decoded = True
+            flush(force=key == total - 1)
+            while next_out in results:
+                yield results.pop(next_out)
+                next_out += 1
+        flush(force=True)
+        while next_out in results:
+            yield results.pop(next_out)
+            next_out += 1
+
+    # -- internals ------------------------------------------------------------
+    def _run_batch(self, fe: FrontEnd, batch: list, states: dict[int, _FileState]) -> None:
+        by_len: dict[int, list[int]] = defaultdict(list)
+        for i, (_, s, e, w) in enumerate(batch):
+            by_len[len(w)].append(i)
+        feats = torch.empty(len(batch), fe.n_mels, fe.frames)
+        for idx in by_len.values():
+            x = torch.from_numpy(np.stack([batch[i][3] for i in idx]))
+            feats[idx] = fe(x)
+        for m in self.front_ends[fe]:
+            try:
+                p = m.p_fake(feats).numpy()
+                if not np.all(np.isfinite(p)):
+                    raise DetectorError("the model produced a non-finite score")
+            except Exception as e:
+                for key, *_ in batch:
+                    if key in states:
+                        states[key].model_errors.setdefault(m.name, f"{type(e).__name__}: {e}")
+                continue
+            for (key, s, e, _), pi in zip(batch, p):
+                if key in states:
+                    states[key].scores[m.name].append((s / TARGET_SR, e / TARGET_SR, float(pi)))
+        for key, *_ in batch:
+            if key in states:
+                states[key].pending_windows -= 1
+
+    def _finish(self, st: _FileState) -> FileResult:
+        if st.error:
+            return FileResult(st.name, st.facts, {}, None, self.set_name, st.error)
+        out: dict[str, ModelScore] = {}
+        for m in self.models:
+            base = dict(name=m.name, threshold=m.threshold, threshold_source=m.threshold_source,
+                        source=m.checkpoint.source, sha256=m.checkpoint.sha256)
+            if m.name in st.model_errors:
+                out[m.name] = ModelScore(p_fake=None, verdict=None, error=st.model_errors[m.name], **base)
+                continue
+            wins = sorted(st.scores.get(m.name, []))
+            ps = np.array([w[2] for w in wins])
+            p = float(ps.mean())
+            out[m.name] = ModelScore(
+                p_fake=p, verdict=verdict(p, m.threshold), windows=[WindowScore(*w) for w in wins],
+                max_p_fake=float(ps.max()), frac_windows_over=float((ps >= m.threshold).mean()), **base)
+        return FileResult(st.name, st.facts, out, self._ensemble(out), self.set_name)
+
+    def _ensemble(self, scores: dict[str, ModelScore]) -> ModelScore:
+        ok = [s for s in scores.values() if s.p_fake is not None]
+        thr, src = self.loaded.ensemble_threshold, self.loaded.ensemble_threshold_source
+        failed = [s.name for s in scores.values() if s.p_fake is None]
+        if not ok:
+            return ModelScore("ensemble", None, thr, src, None, error="every model failed")
+        p = float(np.mean([s.p_fake for s in ok]))
+        end = max(w.end for s in ok for w in s.windows)
+        grid = np.arange(0.0, max(end, 1e-9), ENSEMBLE_GRID_S)
+        timeline = []
+        for g0 in grid:
+            g1 = min(g0 + ENSEMBLE_GRID_S, end)
+            mid = (g0 + g1) / 2
+            vals = []
+            for s in ok:
+                cover = [w.p_fake for w in s.windows if w.start <= mid < w.end or (w.end == end and mid <= w.end)]
+                if cover:
+                    vals.append(float(np.mean(cover)))
+            if vals:
+                timeline.append(WindowScore(float(g0), float(g1), float(np.mean(vals))))
+        ps = np.array([w.p_fake for w in timeline]) if timeline else np.array([p])
+        return ModelScore("ensemble", p, thr, src, verdict(p, thr), timeline, float(ps.max()),
+                          float((ps >= thr).mean()),
+                          source=f"mean of {len(ok)} models" + (f" ({', '.join(failed)} failed)" if failed else ""))
+
+
+class _Decoded:
+    """Already-decoded audio passed through the same path as a file."""
+
+    def __init__(self, samples: np.ndarray, facts: AudioFacts):
+        self.samples, self.facts = samples.astype(np.float32), facts
+
+
+class _BlockStream:
+    """Iterator over decoded blocks with `facts` (complete once exhausted)."""
+
+    def __init__(self, it: Iterator[np.ndarray], facts_fn: Callable[[], AudioFacts]):
+        self._it, self._facts_fn = it, facts_fn
+
+    def __iter__(self):
+        return self._it
+
+    @property
+    def facts(self) -> AudioFacts:
+        return self._facts_fn()
+
+
+PREFETCH_MAX_S = 120.0  # files up to this long are decoded ahead in threads; longer ones stream
+
+
+def _open_stream(name: str, source) -> tuple[AudioFacts, _BlockStream]:
+    if isinstance(source, _Decoded):
+        return source.facts, _BlockStream(iter([source.samples]), lambda: source.facts)
+    reader = AudioReader(source, name)
+
+    def gen():
+        try:
+            yield from reader.blocks()
+        finally:
+            reader.close()
+    return reader.facts, _BlockStream(gen(), lambda: reader.facts)
+
+
+def _decode_all(name: str, source):
+    """Decode a short file completely (in a worker thread); a long one is left to stream."""
+    try:
+        facts, stream = _open_stream(name, source)
+        if isinstance(source, _Decoded) or facts.duration_s > PREFETCH_MAX_S:
+            return facts, stream, None
+        blocks = list(stream)
+        return facts, _BlockStream(iter(blocks), lambda: stream.facts), None
+    except DetectorError as e:
+        return None, None, str(e)
+    except Exception as e:
+        return None, None, f"{name}: cannot decode ({type(e).__name__}: {e})"
+
+
+def _prefetch(items: list[tuple[str, object]], workers: int):
+    """Yield (key, name, facts, blocks) in order while decoding the next files in threads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def failing(err: str):
+        def gen():
+            raise AudioError(err)
+            yield  # pragma: no cover
+        return _BlockStream(gen(), lambda: None)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        ahead = max(2, workers * 2)
+        futures: dict[int, object] = {}
+        for i in range(min(ahead, len(items))):
+            futures[i] = pool.submit(_decode_all, *items[i])
+        for i, (name, _) in enumerate(items):
+            facts, stream, err = futures.pop(i).result()
+            nxt = i + ahead
+            if nxt < len(items):
+                futures[nxt] = pool.submit(_decode_all, *items[nxt])
+            yield i, name, facts, (failing(err) if err else stream)
+
+
+def _name_of(source) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    return getattr(source, "name", None) or "<upload>"
+
+
+__all__ = ["Detector", "FileResult", "ModelScore", "WindowScore", "window_starts", "verdict"]

@@ -1,0 +1,116 @@
+"""Turn a model set into ready-to-run models: build, resolve, load, attach card and threshold."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import DetectorError, WeightsError
+from .models.registry import ModelSet, ModelSpec, get_set, select_models
+from .weights import Checkpoint, load_weights, read_card, resolve_checkpoint
+
+
+@dataclass
+class LoadedModel:
+    """One network ready to score, with where its weights came from and how to read it."""
+
+    spec: ModelSpec
+    module: nn.Module
+    checkpoint: Checkpoint
+    card: dict = field(default_factory=dict)
+    threshold: float = 0.5
+    threshold_source: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @torch.no_grad()
+    def p_fake(self, feats: torch.Tensor) -> torch.Tensor:
+        """Features `[B, n_mels, frames]` -> calibrated P(fake) `[B]` (higher = more likely fake)."""
+        p = self.spec.p_fake(self.module(feats))
+        cal = self.card.get("calibration") if self.card else None
+        if cal and cal.get("method") == "platt":
+            logit = torch.logit(p.clamp(1e-6, 1 - 1e-6))
+            p = torch.sigmoid(cal["a"] * logit + cal["b"])
+        return p
+
+    def describe(self) -> dict:
+        return {"name": self.name, "family": self.spec.family, "front_end": self.spec.front_end.name,
+                "checkpoint": str(self.checkpoint.path), "source": self.checkpoint.source,
+                "sha256": self.checkpoint.sha256, "threshold": self.threshold,
+                "threshold_source": self.threshold_source}
+
+
+@dataclass
+class LoadedSet:
+    model_set: ModelSet
+    models: list[LoadedModel]
+    ensemble_threshold: float
+    ensemble_threshold_source: str
+    ensemble_card: dict | None = None
+
+
+def load_model(model_set: ModelSet, spec: ModelSpec, weights_dir=None, allow_download=True,
+               revision=None) -> LoadedModel:
+    ckpt = resolve_checkpoint(model_set, spec, weights_dir, allow_download, revision)
+    card = read_card(ckpt.path) or model_set.cards.get(spec.name) or {}
+    try:
+        module = spec.build(card)
+    except (KeyError, TypeError) as e:
+        raise WeightsError(f"{ckpt.path}: its model card lacks what the architecture needs ({e})") from None
+    load_weights(module, ckpt.path)
+    if card.get("threshold") is not None:
+        thr, src = float(card["threshold"]), card.get("threshold_source", f"model card {ckpt.path.name}")
+    else:
+        thr, src = model_set.default_threshold, model_set.threshold_source
+    return LoadedModel(spec, module, ckpt, card, thr, src)
+
+
+def available_sets() -> list[str]:
+    from .models.registry import SETS
+
+    return list(SETS)
+
+
+def seed_available_offline(weights_dir=None) -> bool:
+    """True when every seed checkpoint is in a local folder or the hub cache (no download)."""
+    s = get_set("seed")
+    try:
+        for spec in s.specs:
+            resolve_checkpoint(s, spec, weights_dir, allow_download=False)
+        return True
+    except DetectorError:
+        return False
+
+
+def resolve_set_name(name: str | None, weights_dir=None) -> str:
+    """`auto` (the default): the seed set when its checkpoints are already on disk, else the shipped set."""
+    if name in (None, "", "auto"):
+        return "seed" if seed_available_offline(weights_dir) else "shipped"
+    get_set(name)
+    return name
+
+
+def load_set(name: str | None = "auto", models: str | list[str] | None = None,
+             weights_dir: str | os.PathLike | None = None, allow_download: bool = True,
+             revision: str | None = None) -> LoadedSet:
+    model_set = get_set(resolve_set_name(name, weights_dir))
+    specs = select_models(model_set, models)
+    loaded = [load_model(model_set, s, weights_dir, allow_download, revision) for s in specs]
+    ens_card = None
+    folder = Path(weights_dir) if weights_dir else model_set.shipped_dir
+    if model_set.shipped_dir is not None and folder is not None and (folder / "ensemble.json").is_file():
+        import json
+
+        ens_card = json.loads((folder / "ensemble.json").read_text())
+    if ens_card and ens_card.get("threshold") is not None and len(specs) == len(model_set.specs):
+        thr, src = float(ens_card["threshold"]), ens_card.get("threshold_source", "ensemble card")
+    else:
+        thr, src = model_set.default_threshold, (model_set.threshold_source if model_set.name == "seed"
+                                                 else "default 0.5 (no ensemble card for this selection)")
+    return LoadedSet(model_set, loaded, thr, src, ens_card)

@@ -1,0 +1,161 @@
+"""The single table of model specs and model sets.
+
+A `ModelSpec` says everything needed to use one model: its name and family, how to build
+the network, which front end feeds it, which checkpoint file holds its weights, and what
+its raw output means. A `ModelSet` is six specs that belong together plus where their
+weights come from. A seventh model is one new file in `core/models/` and one entry here.
+
+>>> from core.models.registry import get_set
+>>> [s.name for s in get_set("seed").specs]
+['senet', 'resnet', 'res2net', 'gnn', 'darts', 'lstm']
+>>> get_set("nope")
+Traceback (most recent call last):
+...
+core.errors.ConfigError: unknown model set 'nope'; known sets: seed, shipped
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from ..features import LOGMEL64, SEED_A, SEED_B, FrontEnd
+from .cnn import CompactCNN, SeedCNN
+from .darts import DartsLSTM, SeedDarts
+from .gnn import GraphAttentionNet, SeedGCN
+from .lstm import BiLSTM, SeedLSTM
+
+MODEL_NAMES = ("senet", "resnet", "res2net", "gnn", "darts", "lstm")
+SHIPPED_DIR = Path(__file__).resolve().parents[2] / "assets" / "models"
+SEED_HUB_REPO = "SanthoshPrabhu/Deepfake_audio_detection"
+
+# What a model's raw output means, and how it becomes P(fake).
+OUTPUT_TO_P_FAKE: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "logit_real": lambda y: torch.sigmoid(-y),   # seed: sigmoid(logit) = P(real)
+    "prob_real": lambda y: 1.0 - y,              # seed PC-DARTS: forward already applies sigmoid
+    "logit_fake": torch.sigmoid,                 # project models: trained with label 1 = fake
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str                                  # canonical: senet, resnet, res2net, gnn, darts, lstm
+    family: str                                # what a person calls it: "SENet154", "SE-ResNet (compact)"
+    build: Callable[[dict], nn.Module]         # card -> network (the card may carry architecture args)
+    front_end: FrontEnd
+    checkpoint: str                            # file name inside the set's folder / hub repo
+    output: str                                # key of OUTPUT_TO_P_FAKE
+    alt_checkpoints: tuple[str, ...] = ()      # other accepted file names
+    description: str = ""
+
+    def p_fake(self, raw: torch.Tensor) -> torch.Tensor:
+        return OUTPUT_TO_P_FAKE[self.output](raw.float())
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    name: str
+    title: str
+    specs: tuple[ModelSpec, ...]
+    hub_repo: str | None = None                # fetched with huggingface_hub when set
+    shipped_dir: Path | None = None            # folder in this repository that holds the weights
+    default_threshold: float = 0.5
+    threshold_source: str = ""
+    cards: dict = field(default_factory=dict)  # built-in cards (the seed's) by model name
+
+    def spec(self, name: str) -> ModelSpec:
+        for s in self.specs:
+            if s.name == name:
+                return s
+        raise ConfigError(f"unknown model {name!r} in set {self.name!r}; known models: "
+                          + ", ".join(s.name for s in self.specs))
+
+
+def _seed_card(name: str, family: str, front_end: FrontEnd, reported: dict) -> dict:
+    return {
+        "name": name, "family": family, "set": "seed", "front_end": front_end.as_dict(),
+        "training_data": "In-the-Wild (37.9 h, 58 speakers), seed's random 80/10/10 split per clip",
+        "reported_metrics": reported,
+        "threshold": 0.5, "threshold_source": "seed's rule: P(real) > 0.5 is real",
+        "calibration": None,
+        "notes": "Seed figures come from a per-clip split with overlapping speakers: optimistic. "
+                 "No EER was reported.",
+    }
+
+
+_SEED_REPORTED = {  # ../shared/seed/seed_models.md, positive class = real
+    "senet": {"accuracy": .951, "f1": .962, "tpr": .992, "tnr": .883},
+    "resnet": {"accuracy": .928, "f1": .943, "tpr": .961, "tnr": .872},
+    "res2net": {"accuracy": .910, "f1": .932, "tpr": .982, "tnr": .791},
+    "gnn": {"accuracy": .768, "f1": .834, "tpr": .934, "tnr": .492},
+    "darts": {"accuracy": .624, "f1": .769, "tpr": 1.0, "tnr": 0.0},
+    "lstm": {"accuracy": .824, "f1": .864, "tpr": .895, "tnr": .705},
+}
+
+_SEED_SPECS = (
+    ModelSpec("senet", "SENet154", lambda c: SeedCNN("senet"), SEED_A, "senet_model_best_model.pth",
+              "logit_real", description="timm senet154, fc -> 1 logit of P(real)"),
+    ModelSpec("resnet", "ResNet18", lambda c: SeedCNN("resnet"), SEED_A, "resnet_model_best_model.pth",
+              "logit_real", description="resnet18, fc -> 1 logit of P(real)"),
+    ModelSpec("res2net", "Res2Net50", lambda c: SeedCNN("res2net"), SEED_A, "res2net_model_best_model.pth",
+              "logit_real", description="res2net50_26w_4s (1000-way) + fc -> 1 logit of P(real)"),
+    ModelSpec("gnn", "GCN (2 layers)", lambda c: SeedGCN(), SEED_A, "gnn_model_best_model.pth",
+              "logit_real", description="GCN over 5-NN graph of time frames, mean pool"),
+    ModelSpec("darts", "PC-DARTS (3 LSTM layers)", lambda c: SeedDarts(), SEED_B, "darts_model_best_model.pth",
+              "prob_real", alt_checkpoints=("Darts_model_best_model.pth",),
+              description="3 stacked LSTM modules + fc + sigmoid: outputs P(real) directly"),
+    ModelSpec("lstm", "LSTM", lambda c: SeedLSTM(), SEED_B, "lstm_model_best_model.pth",
+              "logit_real", description="LSTM(128 -> 32) on the last frame"),
+)
+
+_SHIPPED_SPECS = (
+    ModelSpec("senet", "SE-ResNet (compact)", lambda c: CompactCNN("senet"), LOGMEL64, "senet.safetensors",
+              "logit_fake", description="4-stage SE-ResNet, 24-192 channels"),
+    ModelSpec("resnet", "ResNet (compact)", lambda c: CompactCNN("resnet"), LOGMEL64, "resnet.safetensors",
+              "logit_fake", description="4-stage ResNet, 24-192 channels"),
+    ModelSpec("res2net", "Res2Net (compact)", lambda c: CompactCNN("res2net"), LOGMEL64, "res2net.safetensors",
+              "logit_fake", description="4-stage Res2Net, scale 4"),
+    ModelSpec("gnn", "Graph attention (AASIST-style)", lambda c: GraphAttentionNet(), LOGMEL64,
+              "gnn.safetensors", "logit_fake", description="conv encoder + temporal and spectral graph attention"),
+    ModelSpec("darts", "PC-DARTS cell + LSTM (searched)",
+              lambda c: DartsLSTM(genotype=c["architecture"]["genotype"]), LOGMEL64, "darts.safetensors",
+              "logit_fake", description="searched cell (genotype in the card) + 2-layer LSTM"),
+    ModelSpec("lstm", "BiLSTM (compact)", lambda c: BiLSTM(), LOGMEL64, "lstm.safetensors",
+              "logit_fake", description="conv + 2-layer BiLSTM + attentive pooling"),
+)
+
+SETS: dict[str, ModelSet] = {
+    "seed": ModelSet(
+        "seed", "Seed In-the-Wild checkpoints (Hugging Face Hub)", _SEED_SPECS, hub_repo=SEED_HUB_REPO,
+        default_threshold=0.5, threshold_source="seed's rule: P(real) > 0.5 is real",
+        cards={s.name: _seed_card(s.name, s.family, s.front_end, _SEED_REPORTED[s.name]) for s in _SEED_SPECS},
+    ),
+    "shipped": ModelSet(
+        "shipped", "Project detectors trained on the shared pool (shipped, offline)", _SHIPPED_SPECS,
+        shipped_dir=SHIPPED_DIR, default_threshold=0.5, threshold_source="default 0.5 (no card)",
+    ),
+}
+
+
+def get_set(name: str) -> ModelSet:
+    """Look a set up by name; an unknown name fails with the list of known ones."""
+    try:
+        return SETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown model set {name!r}; known sets: {', '.join(SETS)}") from None
+
+
+def select_models(model_set: ModelSet, names: str | list[str] | None) -> list[ModelSpec]:
+    """`"senet,lstm"` or a list -> specs in the set's order; None or "all" -> every spec."""
+    if names is None or names == "all" or names == []:
+        return list(model_set.specs)
+    wanted = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
+    wanted = [n for n in wanted if n]
+    for n in wanted:
+        model_set.spec(n)  # raises with the known names
+    return [s for s in model_set.specs if s.name in wanted]
