@@ -1,0 +1,56 @@
+"""Folder access for the server-side batch page: nothing outside the configured root.
+
+The operator sets the root with `$DEEPFAKE_DATA_ROOT` (or `data_root` in
+`.streamlit/secrets.toml`, read by the page and passed in). A relative path typed by a user
+is resolved against the root with symlinks followed; `..`, absolute paths and symlinks
+pointing outside the root are refused.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .batch import scan_audio
+from .errors import ConfigError
+
+ENV_DATA_ROOT = "DEEPFAKE_DATA_ROOT"
+
+
+def data_root(configured: str | os.PathLike | None = None) -> Path | None:
+    """The configured root (argument first, then the environment), or None when unset."""
+    root = configured or os.environ.get(ENV_DATA_ROOT)
+    if not root:
+        return None
+    p = Path(root).expanduser().resolve()
+    if not p.is_dir():
+        raise ConfigError(f"the configured data root {p} is not a folder")
+    return p
+
+
+def resolve_under_root(root: str | os.PathLike, rel: str | os.PathLike = "") -> Path:
+    """Resolve `rel` inside `root`; refuse anything that lands outside it."""
+    root_p = Path(root).resolve()
+    rel_s = os.fspath(rel).strip()
+    if rel_s.startswith(("/", "\\", "~")) or (len(rel_s) > 1 and rel_s[1] == ":"):
+        raise ConfigError(f"{rel_s!r}: give a path relative to the data root {root_p}, not an absolute one")
+    if ".." in Path(rel_s).parts:
+        raise ConfigError(f"{rel_s!r}: '..' is not allowed; paths must stay inside {root_p}")
+    target = (root_p / rel_s).resolve()
+    if target != root_p and root_p not in target.parents:
+        raise ConfigError(f"{rel_s!r} leads outside the data root {root_p} (through a symlink)")
+    if not target.exists():
+        raise ConfigError(f"{rel_s!r}: no such file or folder under {root_p}")
+    return target
+
+
+def list_audio_under_root(root: str | os.PathLike, rel: str | os.PathLike = "") -> list[Path]:
+    """Audio files under `root/rel`, recursively, skipping any symlink that leads outside the root."""
+    root_p = Path(root).resolve()
+    start = resolve_under_root(root_p, rel)
+    out = []
+    for f in scan_audio([start]):
+        real = Path(f).resolve()
+        if real == root_p or root_p in real.parents:
+            out.append(Path(f))
+    return out
