@@ -43,11 +43,11 @@ class SeedCNN(nn.Module):
         return out.squeeze(-1)
 
 
-COMPACT_CHANNELS = (24, 48, 96, 192)
+COMPACT_CHANNELS = (16, 32, 64, 128)
 
 
 def compact_cnn(family: str, channels: tuple[int, ...] = COMPACT_CHANNELS) -> ResNet:
-    """A small 1-channel member of the family, about 0.5-1.6 M parameters."""
+    """A small 1-channel member of the family, about 0.1-0.3 M parameters."""
     common = dict(num_classes=1, in_chans=1, channels=channels, stem_width=channels[0], drop_rate=0.2)
     if family == "resnet":
         return ResNet(block=BasicBlock, layers=(1, 1, 1, 1), **common)

@@ -115,9 +115,9 @@ _SEED_SPECS = (
 
 _SHIPPED_SPECS = (
     ModelSpec("senet", "SE-ResNet (compact)", lambda c: CompactCNN("senet"), LOGMEL64, "senet.safetensors",
-              "logit_fake", description="4-stage SE-ResNet, 24-192 channels"),
+              "logit_fake", description="4-stage SE-ResNet, 16-128 channels"),
     ModelSpec("resnet", "ResNet (compact)", lambda c: CompactCNN("resnet"), LOGMEL64, "resnet.safetensors",
-              "logit_fake", description="4-stage ResNet, 24-192 channels"),
+              "logit_fake", description="4-stage ResNet, 16-128 channels"),
     ModelSpec("res2net", "Res2Net (compact)", lambda c: CompactCNN("res2net"), LOGMEL64, "res2net.safetensors",
               "logit_fake", description="4-stage Res2Net, scale 4"),
     ModelSpec("gnn", "Graph attention (AASIST-style)", lambda c: GraphAttentionNet(), LOGMEL64,

@@ -1,0 +1,546 @@
+"""Training and evaluation of the project's compact detectors from a labelled source.
+
+`python -m core train --data ../shared/data/manifest.csv --out assets/models` does, per family:
+  1. decode every clip once (mono 16 kHz) and add extra fakes: Griffin-Lim resynthesis of the
+     real clips (labelled fake, kept in the split group of the clip they came from);
+  2. build a bank of augmented 3 s views per clip (core/augment.py: crops, silence, gain,
+     noise, band-limiting, mp3/opus/vorbis round-trips, for both classes), as log-mel features;
+  3. leave-one-group-out validation (groups = source repositories for the shared pool): for each
+     group, train on the others, score the held-out clips whole-file (3 s windows, 50% hop,
+     mean P(fake), exactly as the app does) -> per-group EER, AUC, out-of-fold scores;
+  4. fit a Platt calibration and the EER threshold on the pooled out-of-fold scores;
+  5. train the final model on every group and write `<name>.safetensors` + `<name>.json` (card).
+DARTS searches its cell (PC-DARTS, first-order, alternating weight and architecture steps on two
+halves of the training groups) inside every fold and once for the final model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .audio import TARGET_SR, load_audio
+from .datasets import Item, read_labelled
+from .errors import ConfigError, DetectorError
+from .features import LOGMEL64, FrontEnd
+from .inference import window_starts
+from .metrics import eer, error_rates, fit_platt, roc_auc
+from .models.darts import SearchedDarts
+from .models.registry import MODEL_NAMES, get_set
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _progress(iterable, desc: str, total: int | None = None, quiet: bool = False):
+    if quiet:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, file=sys.stderr, leave=False, dynamic_ncols=True)
+
+
+# ---------------------------------------------------------------- data
+
+
+@dataclass
+class Pool:
+    """Decoded clips with labels and split groups; `origin` marks added fakes."""
+
+    audio: list[np.ndarray]
+    labels: np.ndarray
+    groups: list[str]
+    names: list[str]
+    origin: list[str]          # "pool" | "griffinlim"
+    meta: list[dict]
+
+
+def decode_pool(items: list[Item], quiet: bool = False) -> Pool:
+    audio, labels, groups, names, meta = [], [], [], [], []
+    for it in _progress(items, "decode", quiet=quiet):
+        try:
+            a = load_audio(it.path)
+        except DetectorError as e:
+            print(f"skipping {it.path}: {e}", file=sys.stderr)
+            continue
+        if float(np.abs(a.samples).max()) == 0.0:
+            continue
+        audio.append(a.samples)
+        labels.append(it.label)
+        groups.append(it.group)
+        names.append(it.path)
+        meta.append({**it.meta, "original_rate": a.facts.original_rate})
+    return Pool(audio, np.array(labels), groups, names, ["pool"] * len(audio), meta)
+
+
+def griffin_lim_fakes(pool: Pool, rng: np.random.Generator, max_s: float = 6.0, quiet: bool = False) -> Pool:
+    """Vocoder-style fakes: real clips through STFT magnitude -> Griffin-Lim (32 iterations)."""
+    import torchaudio
+
+    gl = torchaudio.transforms.GriffinLim(n_fft=1024, hop_length=256, n_iter=32, power=1.0)
+    spec = torchaudio.transforms.Spectrogram(n_fft=1024, hop_length=256, power=1.0)
+    out = Pool([], np.zeros(0, int), [], [], [], [])
+    lab = []
+    for i in _progress([i for i in range(len(pool.audio)) if pool.labels[i] == 0], "griffin-lim", quiet=quiet):
+        x = pool.audio[i][: int(max_s * TARGET_SR)]
+        if len(x) < TARGET_SR // 2:
+            continue
+        with torch.no_grad():
+            y = gl(spec(torch.from_numpy(x))).numpy().astype(np.float32)
+        out.audio.append(y)
+        lab.append(1)
+        out.groups.append(pool.groups[i])
+        out.names.append(pool.names[i] + "#griffinlim")
+        out.origin.append("griffinlim")
+        out.meta.append({"attack_type": "vocoder_resynthesis", "generator": "griffin-lim"})
+    out.labels = np.array(lab, int)
+    return out
+
+
+def merge(a: Pool, b: Pool) -> Pool:
+    return Pool(a.audio + b.audio, np.concatenate([a.labels, b.labels]), a.groups + b.groups,
+                a.names + b.names, a.origin + b.origin, a.meta + b.meta)
+
+
+def build_bank(pool: Pool, fe: FrontEnd, variants: int, seed: int, quiet: bool = False):
+    """`variants` augmented views per clip as float16 log-mel: (feats [N, mels, frames], clip index [N])."""
+    from .augment import augment
+
+    rng = np.random.default_rng(seed)
+    n = fe.window_samples
+    feats = torch.empty(len(pool.audio) * variants, fe.n_mels, fe.frames, dtype=torch.float16)
+    clip = np.repeat(np.arange(len(pool.audio)), variants)
+    k = 0
+    for i in _progress(range(len(pool.audio)), "augment", quiet=quiet):
+        views = np.stack([augment(pool.audio[i], n, rng) for _ in range(variants)])
+        feats[k:k + variants] = fe(torch.from_numpy(views)).half()
+        k += variants
+    return feats, clip
+
+
+def eval_windows(x: np.ndarray, fe: FrontEnd, hop_fraction: float = 0.5) -> torch.Tensor:
+    """Whole-clip windows exactly as the Detector cuts them (3 s, 50% hop, last flush with the end)."""
+    w = fe.window_samples
+    spans = window_starts(len(x), w, max(1, int(w * hop_fraction)))
+    return torch.cat([fe(torch.from_numpy(x[s:e].copy()).unsqueeze(0)) for s, e in spans])
+
+
+# ---------------------------------------------------------------- models
+
+
+def build_model(name: str, card: dict | None = None) -> torch.nn.Module:
+    return get_set("shipped").spec(name).build(card or {})
+
+
+def _batches(idx: np.ndarray, bs: int, rng: np.random.Generator):
+    idx = rng.permutation(idx)
+    for i in range(0, len(idx), bs):
+        yield idx[i:i + bs]
+
+
+def _epoch_rows(train_clips: np.ndarray, variants: int, rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
+    """One random view per training clip, with the minority class topped up to balance."""
+    rows = train_clips * variants + rng.integers(0, variants, len(train_clips))
+    y = labels[train_clips]
+    n1, n0 = int(y.sum()), int((1 - y).sum())
+    if n1 and n0 and n1 != n0:
+        minority = 1 if n1 < n0 else 0
+        pool = train_clips[y == minority]
+        extra = rng.choice(pool, abs(n1 - n0), replace=True)
+        rows = np.concatenate([rows, extra * variants + rng.integers(0, variants, len(extra))])
+    return rows
+
+
+def search_darts(feats, clip, labels, groups, train_clips, variants, epochs, seed, quiet=False) -> list:
+    """PC-DARTS search (first-order): weights on one half of the groups, alpha/beta on the other."""
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    g = sorted({groups[c] for c in train_clips})
+    arch_groups = set(g[1::2]) if len(g) > 1 else set()
+    w_clips = np.array([c for c in train_clips if groups[c] not in arch_groups])
+    a_clips = np.array([c for c in train_clips if groups[c] in arch_groups]) if arch_groups else w_clips
+    net = SearchedDarts()
+    w_opt = torch.optim.AdamW(net.weight_parameters(), lr=2e-3, weight_decay=1e-4)
+    a_opt = torch.optim.Adam(net.arch_parameters(), lr=6e-3, betas=(0.5, 0.999), weight_decay=1e-3)
+    for ep in range(epochs):
+        wr = _epoch_rows(w_clips, variants, rng, labels)
+        ar = _epoch_rows(a_clips, variants, rng, labels)
+        a_iter = _batches(ar, 32, rng)
+        net.train()
+        for b in _progress(list(_batches(wr, 32, rng)), f"darts search {ep + 1}/{epochs}", quiet=quiet):
+            ab = next(a_iter, None)
+            if ab is None:
+                a_iter = _batches(ar, 32, rng)
+                ab = next(a_iter)
+            if ep > 0:  # warm the weights up before the architecture moves
+                loss_a = F.binary_cross_entropy_with_logits(net(feats[ab].float()),
+                                                            torch.from_numpy(labels[clip[ab]]).float())
+                a_opt.zero_grad()
+                loss_a.backward()
+                a_opt.step()
+            loss_w = F.binary_cross_entropy_with_logits(net(feats[b].float()),
+                                                        torch.from_numpy(labels[clip[b]]).float())
+            w_opt.zero_grad()
+            loss_w.backward()
+            torch.nn.utils.clip_grad_norm_(net.weight_parameters(), 5.0)
+            w_opt.step()
+    return net.derive_genotype()
+
+
+def train_one(name, feats, clip, labels, train_clips, variants, epochs, seed, card=None, quiet=False,
+              log=None) -> torch.nn.Module:
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    model = build_model(name, card)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-3)
+    steps = epochs * math.ceil(len(_epoch_rows(train_clips, variants, rng, labels)) / 32)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=max(steps, 1), pct_start=0.15)
+    done = 0
+    for ep in range(epochs):
+        model.train()
+        losses = []
+        rows = _epoch_rows(train_clips, variants, rng, labels)
+        for b in _progress(list(_batches(rows, 32, rng)), f"{name} epoch {ep + 1}/{epochs}", quiet=quiet):
+            if len(b) < 2:
+                continue
+            x = feats[b].float()
+            if rng.random() < 0.5:  # SpecAugment-style masks, one in time and one in frequency
+                t0 = int(rng.integers(0, x.shape[2] - 30))
+                f0 = int(rng.integers(0, x.shape[1] - 8))
+                x[:, :, t0:t0 + int(rng.integers(0, 30))] = 0
+                x[:, f0:f0 + int(rng.integers(0, 8)), :] = 0
+            loss = F.binary_cross_entropy_with_logits(model(x), torch.from_numpy(labels[clip[b]]).float())
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            if done < steps:
+                sched.step()
+                done += 1
+            losses.append(float(loss))
+        if log:
+            log(f"{name} epoch {ep + 1}: loss {np.mean(losses):.4f}")
+    return model.eval()
+
+
+@torch.no_grad()
+def score_clips(model: torch.nn.Module, windows: list[torch.Tensor]) -> np.ndarray:
+    """Per-clip P(fake) = mean of window P(fake), as the Detector computes it (before calibration)."""
+    model.eval()
+    out = []
+    for i in range(0, len(windows), 16):
+        chunk = windows[i:i + 16]
+        lens = [len(w) for w in chunk]
+        p = torch.sigmoid(model(torch.cat(chunk).float())).numpy()
+        k = 0
+        for n in lens:
+            out.append(float(p[k:k + n].mean()))
+            k += n
+    return np.array(out)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+# ---------------------------------------------------------------- the whole procedure
+
+
+def _exclude_spec(values: list[str]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for v in values or []:
+        if "=" not in v:
+            raise ConfigError(f"--exclude wants COLUMN=VALUE, got {v!r}")
+        k, val = v.split("=", 1)
+        out.setdefault(k, set()).add(val)
+    return out
+
+
+def prepare(args, log) -> tuple[Pool, torch.Tensor, np.ndarray]:
+    cache = Path(args.cache) if args.cache else None
+    key = f"{Path(args.data).resolve()}|{args.variants}|{args.seed}|{args.griffin_lim}|{sorted(args.exclude or [])}"
+    tag = hashlib.sha256(key.encode()).hexdigest()[:12]
+    if cache and (cache / f"pool_{tag}.pt").is_file():
+        blob = torch.load(cache / f"pool_{tag}.pt", weights_only=False)  # our own cache file, written below
+        log(f"loaded cached pool and bank {cache / f'pool_{tag}.pt'}")
+        return blob["pool"], blob["feats"], blob["clip"]
+    items = read_labelled(args.data, _exclude_spec(args.exclude))
+    if args.limit:
+        rng = np.random.default_rng(args.seed)
+        items = [items[i] for i in sorted(rng.choice(len(items), min(args.limit, len(items)), replace=False))]
+    pool = decode_pool(items, quiet=args.quiet)
+    log(f"decoded {len(pool.audio)} clips ({int(pool.labels.sum())} fake, {int((1 - pool.labels).sum())} real), "
+        f"{sum(len(a) for a in pool.audio) / TARGET_SR / 60:.1f} min")
+    if args.griffin_lim:
+        extra = griffin_lim_fakes(pool, np.random.default_rng(args.seed), quiet=args.quiet)
+        log(f"added {len(extra.audio)} Griffin-Lim resynthesised fakes")
+        pool = merge(pool, extra)
+    feats, clip = build_bank(pool, LOGMEL64, args.variants, args.seed, quiet=args.quiet)
+    if cache:
+        cache.mkdir(parents=True, exist_ok=True)
+        torch.save({"pool": pool, "feats": feats, "clip": clip}, cache / f"pool_{tag}.pt")
+    return pool, feats, clip
+
+
+def run_family(name: str, args, pool: Pool, feats, clip, log) -> dict:
+    """Leave-one-group-out validation, calibration, final training and the card for one family."""
+    labels = pool.labels
+    groups = np.array(pool.groups)
+    is_pool = np.array([o == "pool" for o in pool.origin])
+    pool_groups = sorted(set(groups[is_pool]))
+    windows = {i: eval_windows(pool.audio[i], LOGMEL64) for i in np.flatnonzero(is_pool)}
+    oof = np.full(len(pool.audio), np.nan)
+    per_group = {}
+    genotypes = {}
+    t_start = time.time()
+    folds = pool_groups if args.folds == "loso" else []
+    for k, g in enumerate(folds):
+        train_clips = np.flatnonzero(groups != g)
+        test_clips = np.flatnonzero((groups == g) & is_pool)
+        seed = args.seed + 1000 * (k + 1)
+        card = None
+        if name == "darts":
+            gt = search_darts(feats, clip, labels, pool.groups, train_clips, args.variants, args.search_epochs,
+                              seed, quiet=args.quiet)
+            genotypes[g] = gt
+            card = {"architecture": {"genotype": gt}}
+        model = train_one(name, feats, clip, labels, train_clips, args.variants, args.epochs, seed, card,
+                          quiet=args.quiet)
+        p = score_clips(model, [windows[i] for i in test_clips])
+        oof[test_clips] = p
+        y = labels[test_clips]
+        e, thr = eer(y, p) if 0 < y.sum() < len(y) else (float("nan"), float("nan"))
+        per_group[g] = {"n_real": int((y == 0).sum()), "n_fake": int(y.sum()),
+                        "eer": e, "auc": roc_auc(y, p) if 0 < y.sum() < len(y) else float("nan"),
+                        "acc_at_0.5": error_rates(y, p, 0.5)["accuracy"]}
+        log(f"{name} fold {k + 1}/{len(folds)} held-out {g}: EER {e:.3f} "
+            f"({per_group[g]['n_real']} real, {per_group[g]['n_fake']} fake) [{time.time() - t_start:.0f}s]")
+    result = {"per_group": per_group, "oof": oof, "genotypes": genotypes}
+    # final model on everything
+    card = None
+    genotype = None
+    if name == "darts":
+        genotype = search_darts(feats, clip, labels, pool.groups, np.arange(len(pool.audio)), args.variants,
+                                args.search_epochs, args.seed, quiet=args.quiet)
+        card = {"architecture": {"genotype": genotype}}
+    model = train_one(name, feats, clip, labels, np.arange(len(pool.audio)), args.variants, args.epochs,
+                      args.seed, card, quiet=args.quiet, log=log)
+    result.update(model=model, genotype=genotype, train_seconds=time.time() - t_start)
+    return result
+
+
+def summarise(name: str, res: dict, pool: Pool) -> dict:
+    """Validation figures, Platt calibration and the EER threshold from out-of-fold scores."""
+    is_pool = np.array([o == "pool" for o in pool.origin])
+    mask = is_pool & np.isfinite(res["oof"])
+    y, p = pool.labels[mask], res["oof"][mask]
+    out = {"per_group": res["per_group"]}
+    if len(y) and 0 < y.sum() < len(y):
+        a, b = fit_platt(_logit(p), y)
+        pc = 1 / (1 + np.exp(-(a * _logit(p) + b)))
+        e, thr = eer(y, pc)
+        both = [v["eer"] for v in res["per_group"].values() if np.isfinite(v["eer"])]
+        no8k = np.array([m.get("original_rate", 16000) != 8000 for m, ok in zip(pool.meta, mask) if ok])
+        e_no8k, _ = eer(y[no8k], pc[no8k])
+        out.update(
+            calibration={"method": "platt", "a": a, "b": b,
+                         "fitted_on": "pooled leave-one-source-out scores of the shared pool"},
+            threshold=thr, pooled_eer=e, pooled_auc=roc_auc(y, pc), pooled_eer_without_8k=e_no8k,
+            mean_group_eer=float(np.mean(both)) if both else float("nan"),
+            rates_at_threshold=error_rates(y, pc, thr),
+            per_group_rates_at_threshold={
+                g: error_rates(pool.labels[mask & (np.array(pool.groups) == g)],
+                               1 / (1 + np.exp(-(a * _logit(res["oof"][mask & (np.array(pool.groups) == g)]) + b))),
+                               thr)
+                for g in res["per_group"]},
+            oof_calibrated=pc,
+        )
+    return out
+
+
+def write_card(name: str, out_dir: Path, model: torch.nn.Module, summary: dict, args, pool: Pool,
+               genotype, train_seconds: float) -> dict:
+    from safetensors.torch import save_file
+
+    from .weights import sha256_of
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec = get_set("shipped").spec(name)
+    sd = {k: v.detach().contiguous().half() if (args.fp16 and v.is_floating_point()) else v.detach().contiguous()
+          for k, v in model.state_dict().items()}
+    path = out_dir / spec.checkpoint
+    save_file(sd, str(path))
+    is_pool = [o == "pool" for o in pool.origin]
+    counts: dict[str, dict] = {}
+    for g, l, ok in zip(pool.groups, pool.labels, is_pool):
+        if ok:
+            c = counts.setdefault(g, {"real": 0, "fake": 0})
+            c["fake" if l else "real"] += 1
+    card = {
+        "name": name, "set": "shipped", "family": spec.family, "description": spec.description,
+        "architecture": {"class": type(model).__name__, **({"genotype": genotype} if genotype else {})},
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+        "front_end": LOGMEL64.as_dict(),
+        "output": "logit of P(fake); the engine applies the calibration below",
+        "training_data": {
+            "source": str(args.data), "clips_per_group": counts,
+            "clips": int(sum(is_pool)), "added_fakes_griffin_lim": int(len(is_pool) - sum(is_pool)),
+            "excluded": args.exclude or [],
+        },
+        "augmentation": "random 3 s crops (short clips tiled); random head/tail silence (p .3); band-limit via "
+                        "8/11.025/12 kHz (p .3); noise 10-45 dB SNR (p .3); mp3/opus/vorbis round-trip (p .35); "
+                        "gain -30..-0.5 dBFS peak (p .8); SpecAugment masks (p .5); both classes alike; "
+                        f"{args.variants} views per clip",
+        "training": {"epochs": args.epochs, "batch_size": 32, "optimizer": "AdamW 2e-3, one-cycle",
+                     "loss": "BCE with logits, label 1 = fake, classes balanced by oversampling",
+                     "seed": args.seed, "seconds": round(train_seconds, 1),
+                     **({"darts_search_epochs": args.search_epochs} if name == "darts" else {})},
+        "validation": {
+            "protocol": "leave-one-source-out over the pool's source repositories; whole-clip scoring "
+                        "(3 s windows, 50% hop, mean P(fake)); EER per held-out source with both classes",
+            **{k: v for k, v in summary.items() if k not in ("oof_calibrated", "calibration", "threshold")},
+        },
+        "calibration": summary.get("calibration"),
+        "threshold": summary.get("threshold"),
+        "threshold_source": "EER threshold on pooled leave-one-source-out validation scores (calibrated)",
+        "sha256": sha256_of(path),
+        "date": dt.date.today().isoformat(),
+    }
+    (out_dir / f"{name}.json").write_text(json.dumps(_clean(card), indent=2) + "\n")
+    return card
+
+
+def _clean(o):
+    if isinstance(o, dict):
+        return {str(k): _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    if isinstance(o, (np.floating, float)):
+        return None if not math.isfinite(float(o)) else round(float(o), 6)
+    if isinstance(o, np.integer):
+        return int(o)
+    return o
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="manifest CSV (path,label[,source_repo]), In-the-Wild meta.csv "
+                                                 "(file,speaker,label) or a folder with real/ and fake/")
+    p.add_argument("--models", default=",".join(MODEL_NAMES), help="families to train (comma-separated)")
+    p.add_argument("--out", default=str(REPO / "assets" / "models"), help="where weights and cards go")
+    p.add_argument("--epochs", type=int, default=6, help="training epochs (one augmented view per clip each)")
+    p.add_argument("--search-epochs", type=int, default=2, help="DARTS architecture-search epochs")
+    p.add_argument("--variants", type=int, default=6, help="augmented views per clip in the feature bank")
+    p.add_argument("--folds", choices=["loso", "none"], default="loso",
+                   help="leave-one-group-out validation (groups = source repo/speaker/folder), or none")
+    p.add_argument("--no-griffin-lim", dest="griffin_lim", action="store_false",
+                   help="do not add Griffin-Lim resynthesised real clips as extra fakes")
+    p.add_argument("--exclude", action="append", metavar="COLUMN=VALUE",
+                   help="drop manifest rows, e.g. attack_type=codec_resynthesis (repeatable)")
+    p.add_argument("--limit", type=int, default=0, help="use a random subset of this many clips (smoke tests)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (data order, augmentation, init)")
+    p.add_argument("--fp16", action="store_true", help="store weights as float16")
+    p.add_argument("--cache", default=str(REPO / "runs" / "cache"), help="cache for decoded audio + bank ('' = none)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def train_command(args) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out_dir = Path(args.out)
+    log_path = out_dir / "train.log"
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def log(msg: str) -> None:
+        line = f"[{dt.datetime.now():%H:%M:%S}] {msg}"
+        print(line, file=sys.stderr, flush=True)
+        with open(log_path, "a") as f:
+            f.write(line + "\n")
+
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    for n in names:
+        get_set("shipped").spec(n)
+    pool, feats, clip = prepare(args, log)
+    for name in names:
+        res = run_family(name, args, pool, feats, clip, log)
+        summary = summarise(name, res, pool)
+        np.save(out_dir / f"{name}.oof.npy", res["oof"])
+        card = write_card(name, out_dir, res["model"], summary, args, pool, res["genotype"], res["train_seconds"])
+        v = card["validation"]
+        log(f"{name}: mean LOSO EER {v.get('mean_group_eer')}, pooled EER {v.get('pooled_eer')}, "
+            f"threshold {card['threshold']}, {res['train_seconds']:.0f}s")
+    return 0
+
+
+# ---------------------------------------------------------------- evaluate
+
+
+def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="labelled source: manifest CSV, meta.csv, or real/ + fake/ folder")
+    p.add_argument("--set", default="auto", help="model set: auto, seed or shipped")
+    p.add_argument("--models", default=None, help="comma-separated model names (default: all)")
+    p.add_argument("--weights-dir", default=None, help="folder with checkpoints by their file names")
+    p.add_argument("--report", default="evaluation.md", help="markdown report to write")
+    p.add_argument("--csv", default=None, help="also write per-file scores to this CSV")
+    p.add_argument("--exclude", action="append", metavar="COLUMN=VALUE", help="drop manifest rows (repeatable)")
+    p.add_argument("--limit", type=int, default=0, help="score a random subset of this many files")
+    p.add_argument("--seed", type=int, default=0, help="seed for --limit")
+
+
+def evaluate_command(args) -> int:
+    """Score a labelled source with a model set; per-group and overall EER/AUC -> markdown report."""
+    import pandas as pd
+
+    from .batch import result_to_row
+    from .inference import Detector
+
+    items = read_labelled(args.data, _exclude_spec(args.exclude))
+    if args.limit:
+        rng = np.random.default_rng(args.seed)
+        items = [items[i] for i in sorted(rng.choice(len(items), min(args.limit, len(items)), replace=False))]
+    det = Detector.from_set(args.set, args.models, args.weights_dir)
+    names = [m.name for m in det.models]
+    rows = []
+    for it, res in zip(items, _progress(det.score_many([(it.path, it.path) for it in items]), "score",
+                                        total=len(items))):
+        row = result_to_row(res, names)
+        row.update(label=it.label, group=it.group)
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if args.csv:
+        df.to_csv(args.csv, index=False)
+    ok = df[df["p_fake_ensemble"] != ""]
+    lines = [f"# Evaluation of set `{det.set_name}` on `{args.data}`", "",
+             f"{len(df)} files, {len(ok)} scored, {len(df) - len(ok)} errors. Labels: 1 = fake. "
+             "Scores: P(fake), higher = more likely fake.", "",
+             "| model | EER % | AUC | threshold used | accuracy at it |", "|---|---|---|---|---|"]
+    for n in names + ["ensemble"]:
+        col = f"p_fake_{n}"
+        sub = ok[ok[col] != ""]
+        y, p = sub["label"].astype(int).values, sub[col].astype(float).values
+        thr = det.loaded.ensemble_threshold if n == "ensemble" else next(m.threshold for m in det.models if m.name == n)
+        e, _ = eer(y, p)
+        lines.append(f"| {n} | {100 * e:.1f} | {roc_auc(y, p):.3f} | {thr:.3f} | "
+                     f"{error_rates(y, p, thr)['accuracy']:.3f} |")
+    lines += ["", "Per group (ensemble):", "", "| group | real | fake | EER % | accuracy |", "|---|---|---|---|---|"]
+    for g, sub in ok.groupby("group"):
+        y, p = sub["label"].astype(int).values, sub["p_fake_ensemble"].astype(float).values
+        e, _ = eer(y, p)
+        lines.append(f"| {g} | {(y == 0).sum()} | {(y == 1).sum()} | "
+                     f"{'n/a' if not math.isfinite(e) else f'{100 * e:.1f}'} | "
+                     f"{error_rates(y, p, det.loaded.ensemble_threshold)['accuracy']:.3f} |")
+    Path(args.report).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0 if len(ok) else 1
