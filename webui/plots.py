@@ -1,0 +1,180 @@
+"""Plotly figures for the pages. Every figure says P(fake) means "higher = more likely fake"
+where it plots one, labels time in seconds and frequency in Hz. No streamlit here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from core.inference import FileResult
+
+from .display import AudioView
+from .tables import ENSEMBLE, over_threshold_spans
+
+P_AXIS = "P(fake) (higher = more likely fake)"
+FAKE_COLOUR = "#d62728"
+REAL_COLOUR = "#2ca02c"
+ENSEMBLE_COLOUR = "#111111"
+PALETTE = ["#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
+
+
+def _layout(fig: go.Figure, title: str, height: int = 320, **kw) -> go.Figure:
+    fig.update_layout(title=dict(text=title, x=0, xanchor="left"), height=height,
+                      margin=dict(l=60, r=20, t=50, b=45), legend=dict(orientation="h", y=-0.25), **kw)
+    return fig
+
+
+def colour_of(i: int, name: str) -> str:
+    return ENSEMBLE_COLOUR if name == ENSEMBLE else PALETTE[i % len(PALETTE)]
+
+
+# -- one file -------------------------------------------------------------------------------
+
+
+def waveform_figure(view: AudioView) -> go.Figure:
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=view.env_t, y=view.env_max, name="max", mode="lines",
+                             line=dict(width=0.8, color="#1f77b4"), showlegend=False))
+    fig.add_trace(go.Scatter(x=view.env_t, y=view.env_min, name="min", mode="lines", fill="tonexty",
+                             line=dict(width=0.8, color="#1f77b4"), showlegend=False))
+    fig.update_xaxes(title="Time (s)", range=[0, max(view.duration_s, 1e-3)])
+    fig.update_yaxes(title="Amplitude", range=[-1.05, 1.05])
+    return _layout(fig, "Waveform (mono, 16 kHz)", height=220)
+
+
+def spectrogram_figure(view: AudioView) -> go.Figure:
+    fig = go.Figure(go.Heatmap(
+        x=view.spec_t, y=view.spec_f, z=view.spec_db, name="mel spectrogram", colorscale="Magma",
+        colorbar=dict(title=dict(text="dB")),
+        hovertemplate="%{x:.2f} s<br>%{y:.0f} Hz<br>%{z:.1f} dB<extra></extra>"))
+    fig.update_xaxes(title="Time (s)", range=[0, max(view.duration_s, 1e-3)])
+    fig.update_yaxes(title="Frequency (Hz)")
+    return _layout(fig, "Mel spectrogram (96 bands, dB)", height=300)
+
+
+def timeline_figure(res: FileResult, selected: float | None = None) -> go.Figure:
+    """Per-window P(fake) of each model and the ensemble; ensemble spans over threshold shaded."""
+    fig = go.Figure()
+    ens = res.ensemble
+    for i, (name, m) in enumerate(res.models.items()):
+        if m.p_fake is None or not m.windows:
+            continue
+        x = [(w.start + w.end) / 2 for w in m.windows]
+        fig.add_trace(go.Scatter(
+            x=x, y=[w.p_fake for w in m.windows], name=name, mode="lines+markers",
+            line=dict(width=1, color=colour_of(i, name)), marker=dict(size=5), opacity=0.75,
+            customdata=[[w.start, w.end] for w in m.windows],
+            hovertemplate=name + " %{customdata[0]:.1f}-%{customdata[1]:.1f} s: %{y:.3f}<extra></extra>"))
+    over_x, over_y, over_txt = [], [], []
+    for m in res.models.values():
+        for w in m.windows:
+            if m.p_fake is not None and w.p_fake >= m.threshold:
+                over_x.append((w.start + w.end) / 2)
+                over_y.append(w.p_fake)
+                over_txt.append(m.name)
+    if over_x:
+        fig.add_trace(go.Scatter(x=over_x, y=over_y, name="window over its model's threshold", mode="markers",
+                                 marker=dict(symbol="x", size=9, color=FAKE_COLOUR), text=over_txt,
+                                 hovertemplate="%{text}: %{y:.3f}<extra>over threshold</extra>"))
+    if ens is not None and ens.p_fake is not None and ens.windows:
+        xs, ys = [], []
+        for w in ens.windows:
+            xs += [w.start, w.end]
+            ys += [w.p_fake, w.p_fake]
+        fig.add_trace(go.Scatter(x=xs, y=ys, name=ENSEMBLE, mode="lines",
+                                 line=dict(width=3, color=ENSEMBLE_COLOUR)))
+        for a, b in over_threshold_spans(ens.windows, ens.threshold):
+            fig.add_vrect(x0=a, x1=b, fillcolor=FAKE_COLOUR, opacity=0.15, line_width=0, layer="below")
+        fig.add_hline(y=ens.threshold, line=dict(dash="dash", color=FAKE_COLOUR, width=1),
+                      annotation_text=f"ensemble threshold {ens.threshold:.3f}", annotation_position="top left")
+    if selected is not None:
+        fig.add_vline(x=selected, line=dict(color="#1f77b4", width=2), annotation_text="play from",
+                      annotation_position="bottom right")
+    end = res.facts.duration_s if res.facts else None
+    fig.update_xaxes(title="Time (s)", range=[0, end] if end else None)
+    fig.update_yaxes(title=P_AXIS, range=[-0.02, 1.02])
+    return _layout(fig, "P(fake) over time (shaded: ensemble over threshold)", height=340)
+
+
+# -- many files -----------------------------------------------------------------------------
+
+
+def histogram_figure(scores: pd.DataFrame, threshold: float | None = None) -> go.Figure:
+    """Overlaid P(fake) histograms, one per model (columns) plus the ensemble."""
+    fig = go.Figure()
+    for i, c in enumerate(scores.columns):
+        v = scores[c].dropna()
+        fig.add_trace(go.Histogram(x=v, name=c, xbins=dict(start=0, end=1.0001, size=0.05), opacity=0.6,
+                                   marker_color=colour_of(i, c)))
+    if threshold is not None:
+        fig.add_vline(x=threshold, line=dict(dash="dash", color=FAKE_COLOUR))
+    fig.update_layout(barmode="overlay")
+    fig.update_xaxes(title=P_AXIS, range=[0, 1])
+    fig.update_yaxes(title="files")
+    return _layout(fig, "P(fake) per model", height=340)
+
+
+def verdict_counts_figure(counts: dict[str, int]) -> go.Figure:
+    colours = {"fake": FAKE_COLOUR, "real": REAL_COLOUR, "error": "#7f7f7f"}
+    keys = list(counts)
+    fig = go.Figure(go.Bar(x=keys, y=[counts[k] for k in keys], name="files",
+                           marker_color=[colours.get(k, "#1f77b4") for k in keys],
+                           text=[counts[k] for k in keys], textposition="auto"))
+    fig.update_yaxes(title="files")
+    return _layout(fig, "Ensemble verdicts", height=340)
+
+
+def grouped_bars_figure(scores: pd.DataFrame, threshold: float | None = None) -> go.Figure:
+    """Per file, each model's P(fake) side by side."""
+    fig = go.Figure()
+    for i, c in enumerate(scores.columns):
+        fig.add_trace(go.Bar(x=list(scores.index), y=scores[c], name=c, marker_color=colour_of(i, c)))
+    if threshold is not None:
+        fig.add_hline(y=threshold, line=dict(dash="dash", color=FAKE_COLOUR))
+    fig.update_layout(barmode="group")
+    fig.update_xaxes(title="file", tickangle=-30)
+    fig.update_yaxes(title=P_AXIS, range=[0, 1])
+    return _layout(fig, "P(fake) per file and model", height=380)
+
+
+def heatmap_figure(scores: pd.DataFrame) -> go.Figure:
+    z = scores.to_numpy(dtype=float)
+    fig = go.Figure(go.Heatmap(
+        z=z, x=list(scores.columns), y=list(scores.index), zmin=0, zmax=1, colorscale="RdYlGn_r",
+        name="P(fake)", colorbar=dict(title=dict(text="P(fake)")),
+        text=np.vectorize(lambda v: "" if np.isnan(v) else f"{v:.2f}")(z) if z.size else None,
+        texttemplate="%{text}", hovertemplate="%{y}<br>%{x}: %{z:.3f}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, "Files x models: P(fake)", height=max(300, 60 + 22 * len(scores)))
+
+
+def matrix_figure(m: pd.DataFrame, title: str, zmin: float, zmax: float, fmt: str = "{:.2f}") -> go.Figure:
+    z = m.to_numpy(dtype=float)
+    fig = go.Figure(go.Heatmap(
+        z=z, x=list(m.columns), y=list(m.index), zmin=zmin, zmax=zmax, colorscale="Blues", name=title,
+        text=[["" if np.isnan(v) else fmt.format(v) for v in row] for row in z], texttemplate="%{text}"))
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, title, height=360)
+
+
+def roc_figure(curves: dict) -> go.Figure:
+    """ROC curves on one plot; `curves` maps name -> (fpr, tpr, auc, eer)."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], name="chance", mode="lines",
+                             line=dict(dash="dot", color="#999999")))
+    for i, (name, (fpr, tpr, auc, e)) in enumerate(curves.items()):
+        fig.add_trace(go.Scatter(x=fpr, y=tpr, name=f"{name} (AUC {auc:.3f}, EER {e:.1%})", mode="lines",
+                                 line=dict(color=colour_of(i, name), width=3 if name == ENSEMBLE else 2)))
+    fig.update_xaxes(title="False positive rate (real called fake)", range=[0, 1])
+    fig.update_yaxes(title="True positive rate (fake caught)", range=[0, 1])
+    return _layout(fig, "ROC curves", height=420)
+
+
+def confusion_figure(cm: np.ndarray, name: str) -> go.Figure:
+    fig = go.Figure(go.Heatmap(
+        z=cm, x=["called real", "called fake"], y=["real", "fake"], colorscale="Blues", showscale=False,
+        name=name, text=cm.astype(str), texttemplate="%{text}", textfont=dict(size=16)))
+    fig.update_yaxes(autorange="reversed", title="true")
+    return _layout(fig, name, height=240)
