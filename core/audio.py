@@ -11,6 +11,8 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
+import stat
 from dataclasses import asdict, dataclass, field
 from typing import BinaryIO, Iterator
 
@@ -30,6 +32,9 @@ SILENCE_FRAME = 320         # 20 ms at 16 kHz
 SILENCE_ABS_DB = -50.0      # frames quieter than this are silent ...
 SILENCE_REL_DB = 45.0       # ... and so are frames this far below the loudest frame
 _RESAMPLE_CONTEXT_S = 0.05  # filter context carried across block edges
+MAX_PLAUSIBLE_PEAK = 65536.0  # float samples beyond this (+96 dBFS) are not audio: damaged or random data
+MAX_BLOCK_SAMPLES = 1 << 22  # native samples (frames x channels) decoded at once: bounds memory
+                             # whatever rate/channel count a (possibly hostile) header claims
 
 
 @dataclass
@@ -209,10 +214,13 @@ class AudioReader:
             if os.path.isdir(path):
                 raise AudioError(f"{self.name}: is a folder, not an audio file")
             try:
-                size = os.path.getsize(path)
+                st = os.stat(path)
             except OSError as e:
                 raise AudioError(f"{self.name}: cannot open ({e.strerror or e})") from None
-            if size == 0:
+            if not stat.S_ISREG(st.st_mode):  # a FIFO or device would block or never end
+                raise AudioError(f"{self.name}: not a regular file (a pipe, socket or device); "
+                                 "give an audio file on disk")
+            if st.st_size == 0:
                 raise AudioError(f"{self.name}: the file is empty (0 bytes)")
             try:
                 with open(path, "rb"):
@@ -299,11 +307,16 @@ class AudioReader:
         if self._done:
             raise AudioError(f"{self.name}: already read")
         self.truncated = False
-        block_frames = max(1024, int(block_s * self.original_rate))
+        block_frames = max(1, min(int(block_s * self.original_rate), MAX_BLOCK_SAMPLES // self.channels))
 
         def mono() -> Iterator[np.ndarray]:
             for b in self._native_blocks(block_frames):
-                yield _to_mono(self._acc.add_native(b))
+                b = self._acc.add_native(b)
+                if self._acc.peak > MAX_PLAUSIBLE_PEAK:
+                    raise AudioError(f"{self.name}: sample values reach {self._acc.peak:.3g}, far beyond full "
+                                     "scale (1.0): the file is damaged or not audio (float data that is not "
+                                     "scaled to -1..1 must be rescaled first)")
+                yield _to_mono(b)
 
         for y in _resample_blocks(mono(), self.original_rate):
             self._acc.add_mono16k(y)
@@ -344,4 +357,6 @@ def load_audio(source: str | os.PathLike | bytes | BinaryIO, name: str | None = 
 
 def _short(e: Exception) -> str:
     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    # torchcodec prefixes its messages with C++ function names and source locations
+    msg = re.sub(r"^(?:\w+, )?\S+\.cpp:\d+, ", "", msg)
     return msg[:200]

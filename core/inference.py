@@ -29,12 +29,13 @@ import numpy as np
 import torch
 
 from .audio import TARGET_SR, AudioFacts, AudioReader
-from .errors import AudioError, DetectorError
+from .errors import AudioError, ConfigError, DetectorError
 from .features import FrontEnd
 from .loading import LoadedModel, LoadedSet, load_set
 
 Progress = Callable[[float, float], None]
 ENSEMBLE_GRID_S = 0.5
+MIN_AUDIO_S = 0.1   # shorter files are refused: no front end can frame them, and they hold no evidence
 
 
 @dataclass
@@ -169,6 +170,12 @@ class Detector:
         self.front_ends: dict[FrontEnd, list[LoadedModel]] = defaultdict(list)
         for m in self.models:
             self.front_ends[m.spec.front_end].append(m)
+        # a centred STFT needs more than n_fft/2 samples per window
+        need = max(fe.n_fft // 2 + 1 for fe in self.front_ends)
+        if window_s is not None and int(round(window_s * TARGET_SR)) < need:
+            raise ConfigError(f"window of {window_s:g} s is too short for the selected models' front ends; "
+                              f"use at least {need / TARGET_SR:.3f} s")
+        self.min_samples = max(need, int(round(MIN_AUDIO_S * TARGET_SR)))
 
     @classmethod
     def from_set(cls, set_name: str | None = "auto", models=None, weights_dir=None, allow_download=True,
@@ -258,8 +265,14 @@ class Detector:
                         seconds_progress(seen / TARGET_SR, max(duration_hint, seen / TARGET_SR))
                 st.facts = blocks.facts
                 if st.facts.peak_dbfs == float("-inf"):
-                    raise AudioError(f"{name}: the audio is digital silence (all samples are zero); "
-                                     "there is nothing to analyse")
+                    nf = st.facts.nonfinite_samples
+                    raise AudioError(f"{name}: the audio is digital silence (all samples are zero"
+                                     + (f" after {nf} NaN/inf samples were replaced by 0" if nf else "")
+                                     + "); there is nothing to analyse")
+                if seen < self.min_samples:
+                    raise AudioError(f"{name}: too short to analyse ({seen} sample(s) = {seen / TARGET_SR:.3f} s "
+                                     f"at 16 kHz); at least {self.min_samples / TARGET_SR:.2f} s of audio "
+                                     "is needed")
                 for fe, cut in cutters.items():
                     for s, e, w in cut.finish():
                         pending[fe].append((key, s, e, w))
@@ -286,22 +299,41 @@ class Detector:
         by_len: dict[int, list[int]] = defaultdict(list)
         for i, (_, s, e, w) in enumerate(batch):
             by_len[len(w)].append(i)
-        feats = torch.empty(len(batch), fe.n_mels, fe.frames)
-        for idx in by_len.values():
-            x = torch.from_numpy(np.stack([batch[i][3] for i in idx]))
-            feats[idx] = fe(x)
+        feats = torch.zeros(len(batch), fe.n_mels, fe.frames)
+        try:
+            for idx in by_len.values():
+                x = torch.from_numpy(np.stack([batch[i][3] for i in idx]))
+                feats[idx] = fe(x)
+        except Exception:  # must not stop a batch: redo window by window, failing only the files at fault
+            for i, (key, _, _, w) in enumerate(batch):
+                try:
+                    feats[i] = fe(torch.from_numpy(np.asarray(w))[None])[0]
+                except Exception as e:
+                    if key in states and not states[key].error:
+                        states[key].error = (f"{states[key].name}: cannot compute features "
+                                             f"({type(e).__name__}: {e})")
         for m in self.front_ends[fe]:
+            errs: dict[int, str] = {}
             try:
-                p = m.p_fake(feats).numpy()
-                if not np.all(np.isfinite(p)):
-                    raise DetectorError("the model produced a non-finite score")
-            except Exception as e:
-                for key, *_ in batch:
-                    if key in states:
-                        states[key].model_errors.setdefault(m.name, f"{type(e).__name__}: {e}")
-                continue
+                p = _model_p(m, feats)
+            except Exception:  # retry file by file, so one file's windows cannot fail another file
+                by_key: dict[int, list[int]] = defaultdict(list)
+                for i, (key, *_) in enumerate(batch):
+                    by_key[key].append(i)
+                p = np.full(len(batch), np.nan)
+                for key, idx in by_key.items():
+                    try:
+                        p[idx] = _model_p(m, feats[idx])
+                    except Exception as e:
+                        errs[key] = f"{type(e).__name__}: {e}"
             for (key, s, e, _), pi in zip(batch, p):
-                if key in states:
+                if key not in states:
+                    continue
+                if key in errs:
+                    states[key].model_errors.setdefault(m.name, errs[key])
+                elif not np.isfinite(pi):
+                    states[key].model_errors.setdefault(m.name, "the model produced a non-finite score (NaN/inf)")
+                else:
                     states[key].scores[m.name].append((s / TARGET_SR, e / TARGET_SR, float(pi)))
         for key, *_ in batch:
             if key in states:
@@ -349,6 +381,13 @@ class Detector:
         return ModelScore("ensemble", p, thr, src, verdict(p, thr), timeline, float(ps.max()),
                           float((ps >= thr).mean()),
                           source=f"mean of {len(ok)} models" + (f" ({', '.join(failed)} failed)" if failed else ""))
+
+
+def _model_p(m: LoadedModel, feats: torch.Tensor) -> np.ndarray:
+    p = m.p_fake(feats).detach().float().numpy().reshape(-1)
+    if len(p) != len(feats):
+        raise DetectorError(f"the model returned {len(p)} scores for {len(feats)} windows")
+    return p
 
 
 class _Decoded:
