@@ -177,4 +177,4 @@ def confusion_figure(cm: np.ndarray, name: str) -> go.Figure:
         z=cm, x=["called real", "called fake"], y=["real", "fake"], colorscale="Blues", showscale=False,
         name=name, text=cm.astype(str), texttemplate="%{text}", textfont=dict(size=16)))
     fig.update_yaxes(autorange="reversed", title="true")
-    return _layout(fig, name, height=240)
+    return _layout(fig, f"Confusion at threshold: {name}", height=240)
