@@ -148,6 +148,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                     help="do not fsync after each row (faster on slow disks; a power cut may lose recent rows, "
                          "a killed process still loses nothing)")
     add_model_options(bt)
+    from .ray_engine import add_ray_arguments  # light: imports neither ray nor torch
+
+    add_ray_arguments(bt)
     bt.set_defaults(func=cmd_batch)
 
     md = sub.add_parser(
@@ -314,8 +317,10 @@ class _Terminated(KeyboardInterrupt):
 
 def cmd_batch(args: argparse.Namespace) -> int:
     from .batch import run_batch
+    from .ray_engine import engine_of
 
-    det = make_detector(args)
+    ray_engine = engine_of(args) == "ray"
+    det = None if ray_engine else make_detector(args)  # Ray workers load their own copies
     bar = None
 
     def on_start(summary, todo):
@@ -334,8 +339,13 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
     old = signal.signal(signal.SIGTERM, on_term)
     try:
-        summary = run_batch(args.sources, args.out, det, progress=progress, resume=not args.no_resume,
-                            fsync=not args.no_fsync, on_start=on_start)
+        if ray_engine:
+            from .ray_engine import run_ray_batch_from_args
+
+            summary = run_ray_batch_from_args(args, progress=progress, on_start=on_start)
+        else:
+            summary = run_batch(args.sources, args.out, det, progress=progress, resume=not args.no_resume,
+                                fsync=not args.no_fsync, on_start=on_start)
     finally:
         signal.signal(signal.SIGTERM, old)
         if bar is not None:
