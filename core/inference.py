@@ -215,8 +215,11 @@ class Detector:
         return res
 
     def score_samples(self, samples: np.ndarray, facts: AudioFacts) -> FileResult:
-        """Score audio already decoded to mono 16 kHz."""
-        return next(self.score_many([(facts.name, _Decoded(samples, facts))]))
+        """Score audio already decoded to mono 16 kHz. Raises AudioError as `score` does."""
+        res = next(self.score_many([(facts.name, _Decoded(samples, facts))]))
+        if res.error:
+            raise AudioError(res.error)
+        return res
 
     def score_many(self, items: Iterable[tuple[str, object]], progress: Progress | None = None,
                    seconds_progress: Progress | None = None) -> Iterator[FileResult]:
