@@ -385,6 +385,10 @@ def run_batch(sources: Iterable[str | os.PathLike], out_csv: str | os.PathLike, 
                 summary.interrupted = True
         finally:
             os.close(fd)
+        if summary.interrupted:  # the interrupt may land between a row's write and its count: recount
+            now = read_done(out, columns)
+            new_rows = [now[_key(f)] for f in todo if _key(f) in now]
+            summary.scored, summary.errors = sum(new_rows), len(new_rows) - sum(new_rows)
     summary.seconds = time.monotonic() - t0
     return summary
 
