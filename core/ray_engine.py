@@ -34,6 +34,7 @@ import math
 import os
 import re
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -238,17 +239,18 @@ def run_batch_ray(sources: Iterable[str | os.PathLike], out_csv: str | os.PathLi
     batch_size, decode_workers). `progress(done, todo)` and `on_start(summary, todo)` behave as
     in `run_batch`.
     """
-    from .batch import (BatchSummary, _Lock, _key, _row_bytes, _write_all, csv_columns, expand_sources,
-                        read_done, repair_csv)
-    from .loading import resolve_set_name
-    from .models.registry import get_set, select_models
-
     t0 = time.monotonic()
     if files_per_batch < 1:
         raise ConfigError(f"files per batch must be at least 1, got {files_per_batch}")
     if num_workers is not None and num_workers < 1:
         raise ConfigError(f"--num-workers must be at least 1, got {num_workers}")
-    ray = require_ray()
+    ray = require_ray()  # before anything else: without Ray, say so at once
+
+    from .batch import (BatchSummary, _Lock, _key, _row_bytes, _write_all, csv_columns, expand_sources,
+                        read_done, repair_csv)
+    from .loading import resolve_set_name
+    from .models.registry import get_set, select_models
+
     out = Path(out_csv)
     if out.is_dir():
         raise ConfigError(f"{out}: is a folder; --out needs a CSV file name")
@@ -292,61 +294,89 @@ def run_batch_ray(sources: Iterable[str | os.PathLike], out_csv: str | os.PathLi
     return summary
 
 
+_CONTEXT = dict(
+    enable_progress_bars=False,            # the CLI shows its own bar
+    enable_operator_progress_bars=False,
+    enable_auto_log_stats=False,
+    actor_init_retry_on_errors=False,      # a worker that cannot load the models stops the job
+)
+
+
+@contextmanager
+def _quiet_data_context(ray):
+    """Ray Data settings for this run; the caller's own settings are put back afterwards."""
+    ctx = ray.data.DataContext.get_current()
+    log = logging.getLogger("ray.data")
+    saved = {k: getattr(ctx, k) for k in _CONTEXT}
+    saved_order, saved_level = ctx.execution_options.preserve_order, log.level
+    try:
+        for k, v in _CONTEXT.items():
+            setattr(ctx, k, v)
+        ctx.execution_options.preserve_order = False   # rows land as workers finish
+        log.setLevel(logging.ERROR)                    # no per-run INFO/WARNING chatter
+        yield ctx
+    finally:
+        for k, v in saved.items():
+            setattr(ctx, k, v)
+        ctx.execution_options.preserve_order = saved_order
+        log.setLevel(saved_level)
+
+
 def _run_on_ray(ray, todo, columns, detector_kwargs, summary, fd, fsync, progress, *, address, num_workers,
                 cpus_per_worker, gpus_per_worker, files_per_batch, threads, runtime_env, ray_init_kwargs):
-    from .batch import _row_bytes, _write_all
-
     started = _connect(ray, address, runtime_env, ray_init_kwargs)
     try:
         n_workers, cpus, gpus = _plan_workers(ray, num_workers, cpus_per_worker, gpus_per_worker)
-        logging.getLogger("ray.data").setLevel(logging.ERROR)   # no per-run INFO/WARNING chatter
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False          # the CLI shows its own bar
-        ctx.enable_operator_progress_bars = False
-        ctx.enable_auto_log_stats = False
-        ctx.actor_init_retry_on_errors = False    # a worker that cannot load the models stops the job
-        ctx.execution_options.preserve_order = False
-        # small blocks: a worker's rows reach the CSV after each batch, not after a huge block
-        n_blocks = max(1, min(MAX_BLOCKS, math.ceil(len(todo) / files_per_batch)))
-        items = [{"path": os.path.abspath(f), "name": f} for f in todo]
-        ds = ray.data.from_items(items, override_num_blocks=n_blocks)
-        ds = ds.map_batches(
-            ScorerActor, batch_size=files_per_batch, batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=n_workers),
-            fn_constructor_kwargs=dict(detector_kwargs=detector_kwargs,
-                                       threads=threads or max(1, int(cpus)), use_gpu=gpus > 0),
-            num_cpus=cpus, num_gpus=gpus or None)
-        written = 0
-        try:
-            for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
-                for row_json, audio_s in zip(batch["row"], batch["audio_s"]):
-                    row = json.loads(str(row_json))
-                    _write_all(fd, _row_bytes(row, columns), fsync)
-                    written += 1
-                    if row["p_fake_ensemble"] == "":
-                        summary.errors += 1
-                        if len(summary.error_examples) < 5:
-                            summary.error_examples.append(row["error"] or f"{row['file']}: no score")
-                    else:
-                        summary.scored += 1
-                        summary.model_errors += bool(row["error"])
-                        summary.audio_s += float(audio_s)
-                    if progress:
-                        progress(written, len(todo))
-        except KeyboardInterrupt:
-            summary.interrupted = True
-        except DetectorError:
-            raise
-        except Exception as e:
-            err = _detector_error_from(e)
-            if err is not None:
-                raise type(err)(f"a Ray worker could not load the models: {err}") from None
-            raise DetectorError(f"the Ray job failed after {written} rows ({type(e).__name__}: "
-                                f"{str(e).strip().splitlines()[-1] if str(e).strip() else ''}); "
-                                "the rows written are kept: rerun the same command to resume") from e
+        with _quiet_data_context(ray):
+            _stream_rows(ray, todo, columns, detector_kwargs, summary, fd, fsync, progress, n_workers=n_workers,
+                         cpus=cpus, gpus=gpus, files_per_batch=files_per_batch, threads=threads)
     finally:
         if started:
             ray.shutdown()
+
+
+def _stream_rows(ray, todo, columns, detector_kwargs, summary, fd, fsync, progress, *, n_workers, cpus, gpus,
+                 files_per_batch, threads):
+    from .batch import _row_bytes, _write_all
+
+    # small blocks: a worker's rows reach the CSV after each batch, not after a huge block
+    n_blocks = max(1, min(MAX_BLOCKS, math.ceil(len(todo) / files_per_batch)))
+    items = [{"path": os.path.abspath(f), "name": f} for f in todo]
+    ds = ray.data.from_items(items, override_num_blocks=n_blocks)
+    ds = ds.map_batches(
+        ScorerActor, batch_size=files_per_batch, batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=n_workers),
+        fn_constructor_kwargs=dict(detector_kwargs=detector_kwargs,
+                                   threads=threads or max(1, int(cpus)), use_gpu=gpus > 0),
+        num_cpus=cpus, num_gpus=gpus or None)
+    written = 0
+    try:
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
+            for row_json, audio_s in zip(batch["row"], batch["audio_s"]):
+                row = json.loads(str(row_json))
+                _write_all(fd, _row_bytes(row, columns), fsync)
+                written += 1
+                if row["p_fake_ensemble"] == "":
+                    summary.errors += 1
+                    if len(summary.error_examples) < 5:
+                        summary.error_examples.append(row["error"] or f"{row['file']}: no score")
+                else:
+                    summary.scored += 1
+                    summary.model_errors += bool(row["error"])
+                    summary.audio_s += float(audio_s)
+                if progress:
+                    progress(written, len(todo))
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    except DetectorError:
+        raise
+    except Exception as e:
+        err = _detector_error_from(e)
+        if err is not None:
+            raise type(err)(f"a Ray worker could not load the models: {err}") from None
+        raise DetectorError(f"the Ray job failed after {written} rows ({type(e).__name__}: "
+                            f"{str(e).strip().splitlines()[-1] if str(e).strip() else ''}); "
+                            "the rows written are kept: rerun the same command to resume") from e
 
 
 # ----------------------------------------------------------------------------- CLI glue
