@@ -1,5 +1,7 @@
 """Home: what the workbench does and does not do, the active model set and its cards."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from webui import cards, state
@@ -55,7 +57,7 @@ def main() -> None:
         st.markdown(f"**{info['title']}** (`{det.set_name}`"
                     + (", chosen by *auto*" if sel.set_choice == "auto" else "") + ")")
         rows = [{"model": m["name"], "family": m["family"], "front end": m["front_end"],
-                 "weights from": m["source"], "checkpoint": m["checkpoint"],
+                 "weights from": m["source"], "checkpoint": Path(m["checkpoint"]).name,
                  "sha256": m["sha256"][:12], "threshold": m["threshold"],
                  "threshold source": m["threshold_source"]} for m in info["models"]]
         st.dataframe(rows, hide_index=True, width="stretch")
@@ -64,6 +66,7 @@ def main() -> None:
         st.markdown("**Model cards**")
         for m in det.models:
             with st.expander(f"{m.name} — {m.spec.family} (weights: {m.checkpoint.source})"):
+                st.caption(f"Checkpoint `{m.checkpoint.path}` · sha256 `{m.checkpoint.sha256}`")
                 show_card(m.card)
         if det.loaded.ensemble_card:
             with st.expander("Ensemble card"):

@@ -21,12 +21,12 @@ def show_verdict(res, det) -> None:
     box = st.error if ens.verdict == "fake" else st.success if ens.verdict == "real" else st.warning
     box(f"**{word}** — ensemble P(fake) = **{tables.fmt_p(ens.p_fake)}** "
         f"(threshold {ens.threshold:.3f}, {thr_src}). Higher = more likely fake.")
-    c = st.columns(4)
+    c = st.columns(3)
     c[0].metric("Ensemble P(fake)", tables.fmt_p(ens.p_fake), help="Mean of the models' P(fake).")
-    c[1].metric("Threshold", f"{ens.threshold:.3f}", help=thr_src)
-    c[2].metric("Models saying fake",
+    c[1].metric("Models saying fake",
                 f"{sum(m.verdict == 'fake' for m in res.models.values())} of {len(res.models)}")
-    c[3].metric("Peak window P(fake)", tables.fmt_p(ens.max_p_fake))
+    c[2].metric("Peak window P(fake)", tables.fmt_p(ens.max_p_fake),
+                help="The highest P(fake) of the ensemble timeline: where in the file it looks most fake.")
     families = {m.name: m.spec.family for m in det.models}
     st.dataframe(tables.model_table(res, families), hide_index=True, width="stretch",
                  column_config={"P(fake)": st.column_config.ProgressColumn(

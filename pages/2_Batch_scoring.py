@@ -65,7 +65,7 @@ def show_results(run: state.BatchRun, sel: state.Selection) -> None:
                 f"**{counts['fake']}** likely fake, **{counts['real']}** likely real, "
                 f"**{counts['error']}** could not be scored. P(fake): higher = more likely fake.")
 
-    c1, c2, c3 = st.columns([1, 1, 2])
+    c1, c2, c3 = st.columns([3, 2, 3])
     verdicts = c1.multiselect("Verdict", ["fake", "real", "error"], default=["fake", "real", "error"],
                               key="batch_filter_verdict")
     min_p = c2.slider("Ensemble P(fake) at least", 0.0, 1.0, 0.0, 0.01, key="batch_filter_min")
@@ -76,7 +76,7 @@ def show_results(run: state.BatchRun, sel: state.Selection) -> None:
         shown = shown[shown["p_fake_ensemble"].fillna(-1) >= min_p]
     if text:
         shown = shown[shown["file"].str.contains(text, case=False, regex=False)]
-    shown = shown.drop(columns="_v")
+    shown = shown.drop(columns="_v")[tables.display_order(list(df.columns))]
     pcols = {c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="%.3f")
              for c in df.columns if c.startswith("p_fake_")}
     st.dataframe(shown, hide_index=True, width="stretch", column_config=pcols, key="batch_table")

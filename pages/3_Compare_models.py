@@ -35,6 +35,7 @@ def get_run(det, sel) -> state.BatchRun | None:
                                  f"{len(files)} uploaded files", sig)
             st.session_state[state.K_COMPARE] = run
     if not files:
+        st.info("Drop files here to score and compare them, or score a batch on the Batch scoring page.")
         return None
     return run
 

@@ -66,7 +66,8 @@ def test_uploads_give_a_row_per_file_and_the_clis_csv(app_env, engine, clips, me
 
     expected = {r.file: r for r in engine.score_many([(n, (clips / n).read_bytes()) for n in names])}
     df = table(at)
-    assert list(df.columns) == csv_columns(APP_MODELS)
+    assert sorted(df.columns) == sorted(csv_columns(APP_MODELS))
+    assert list(df.columns[:3]) == ["file", "verdict", "p_fake_ensemble"]
     assert sorted(df["file"]) == sorted(names)
     for _, row in df.iterrows():
         exp = expected[row["file"]]
@@ -177,3 +178,20 @@ def test_no_root_configured_says_how(app_env):
     no_exception(at)
     assert any("DEEPFAKE_DATA_ROOT" in i.value for i in at.info)
     assert at.button(key="batch_run").disabled
+
+
+def test_sessions_do_not_share_batches(app_env, clips):
+    a, b = new_app(PAGE), new_app(PAGE)
+    a.file_uploader(key="batch_upload").upload("one.wav", (clips / "one.wav").read_bytes(), "audio/wav")
+    a.run()
+    a.button(key="batch_run").click().run()
+    b.run()
+    no_exception(a), no_exception(b)
+    assert list(table(a)["file"]) == ["one.wav"]
+    assert "dd_last_batch" not in b.session_state
+    assert not [d for d in b.dataframe if "p_fake_ensemble" in d.value.columns]
+    b.switch_page("pages/3_Compare_models.py").run()
+    no_exception(b)
+    assert b.radio(key="compare_source").value == "uploads"
+    assert any("score a batch on the Batch scoring page" in i.value for i in b.info)
+    assert not b.get("plotly_chart")

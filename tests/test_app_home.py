@@ -100,3 +100,15 @@ def test_reload_button(app_env):
     at.button(key="home_reload").click().run()
     no_exception(at)
     assert list(frame_with(at, "weights from")["model"]) == list(APP_MODELS)
+
+
+def test_streamlit_config_caps_uploads_and_sends_no_statistics():
+    import tomllib
+
+    from app_helpers import REPO
+
+    cfg = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    assert 100 <= cfg["server"]["maxUploadSize"] <= 2000  # MB: long recordings fit, not unbounded
+    assert cfg["server"]["headless"] is True
+    assert cfg["browser"]["gatherUsageStats"] is False
+    assert cfg["theme"]["base"] in ("light", "dark")

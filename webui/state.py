@@ -38,9 +38,9 @@ K_COMPARE = "dd_compare_run"        # BatchRun scored on the Compare page itself
 THR_CARD, THR_CUSTOM = "card", "custom"
 SET_CHOICES = ("auto", "seed", "shipped")
 SET_LABELS = {
-    "auto": "auto: the seed's if on disk, else shipped",
-    "seed": "seed: In-the-Wild checkpoints (Hub)",
-    "shipped": "shipped: trained by this project",
+    "auto": "auto (seed if on disk, else shipped)",
+    "seed": "seed (In-the-Wild, Hub)",
+    "shipped": "shipped (this project)",
 }
 THR_LABELS = {THR_CARD: "Model card / EER threshold", THR_CUSTOM: "Custom value"}
 CUSTOM_SOURCE = "custom value (sidebar)"
@@ -54,13 +54,23 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-DEFAULTS = {K_SET: "auto", K_MODELS: list(MODEL_NAMES), K_THR_MODE: THR_CARD, K_THR: 0.5}
+ENV_DEFAULT_SET = "DEEPFAKE_SET"          # the operator's default set for new sessions
+ENV_DEFAULT_MODELS = "DEEPFAKE_MODELS"    # ... and default models, e.g. "resnet,lstm"
+
+
+def defaults() -> dict:
+    """Sidebar defaults for a new session: auto and all six, unless the operator set others."""
+    set_name = (os.environ.get(ENV_DEFAULT_SET) or "auto").strip()
+    wanted = [m.strip() for m in (os.environ.get(ENV_DEFAULT_MODELS) or "").split(",") if m.strip()]
+    models = [m for m in MODEL_NAMES if m in wanted] or list(MODEL_NAMES)
+    return {K_SET: set_name if set_name in SET_CHOICES else "auto", K_MODELS: models,
+            K_THR_MODE: THR_CARD, K_THR: 0.5}
 
 
 def init_state() -> None:
-    for k, v in DEFAULTS.items():
+    for k, v in defaults().items():
         if k not in st.session_state:
-            st.session_state[k] = list(v) if isinstance(v, list) else v
+            st.session_state[k] = v
     if K_DOWNLOAD not in st.session_state:
         st.session_state[K_DOWNLOAD] = not _offline()
 

@@ -141,6 +141,14 @@ def batch_frame(results: list[FileResult], model_names: list[str]) -> pd.DataFra
     return df
 
 
+def display_order(columns: list[str]) -> list[str]:
+    """The batch table on screen: file, verdict and scores first, then the error and the facts."""
+    first = ["file", "verdict", "p_fake_ensemble"] + [c for c in columns if c.startswith("p_fake_")
+                                                     and c != "p_fake_ensemble"]
+    first += ["threshold_ensemble", "error"]
+    return [c for c in first if c in columns] + [c for c in columns if c not in first]
+
+
 def csv_bytes(results: list[FileResult], model_names: list[str]) -> bytes:
     """The batch CSV exactly as the CLI writes it (csv module, `\\n` line ends, same columns)."""
     cols = csv_columns(model_names)
