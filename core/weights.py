@@ -83,7 +83,7 @@ def resolve_checkpoint(model_set: ModelSet, spec: ModelSpec, weights_dir: str | 
             hit = try_to_load_from_cache(model_set.hub_repo, n, cache_dir=hub_cache_dir(), revision=revision)
             if isinstance(hit, str) and os.path.isfile(hit):
                 return Checkpoint(Path(hit), "hub cache", sha256_of(hit))
-        tried.append(f"hub cache {hub_cache_dir()}")
+        tried.append(f"hub cache {hub_cache_dir()}" + (f" at revision {revision}" if revision else ""))
         if allow_download and not _offline():
             got = _download(model_set.hub_repo, spec, revision)
             if got:
@@ -123,15 +123,23 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         else:
             sd = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise WeightsError(f"{path}: refused: the checkpoint is not a plain state_dict and loading it "
-                           f"would run code ({str(e).splitlines()[0][:160]})") from None
+        # torch's message starts with advice to disable weights_only; keep only what the pickle asked for
+        asked = next((ln.strip() for ln in str(e).splitlines() if "GLOBAL" in ln or "nsupported" in ln), "")
+        raise WeightsError(f"{path}: refused: the checkpoint is not a plain state_dict and loading it could "
+                           f"run code{f' ({asked[:160]})' if asked else ''}; use a checkpoint of plain tensors "
+                           "(a state_dict or .safetensors) from a source you trust") from None
     except Exception as e:
         raise WeightsError(f"{path}: cannot read the checkpoint ({type(e).__name__}: "
-                           f"{str(e).splitlines()[0][:160] if str(e) else ''})") from None
+                           f"{str(e).splitlines()[0][:160] if str(e) else ''}); the file is truncated, damaged "
+                           "or not a PyTorch/safetensors checkpoint: download or copy it again") from None
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise WeightsError(f"{path}: not a state_dict (a mapping of names to tensors)")
+    if not isinstance(sd, dict):
+        raise WeightsError(f"{path}: not a state_dict (a mapping of names to tensors) but a {type(sd).__name__}")
+    odd = [str(k) for k, v in sd.items() if not isinstance(v, torch.Tensor)]
+    if odd:
+        raise WeightsError(f"{path}: not a state_dict (a mapping of names to tensors): "
+                           f"{len(odd)} entries are not tensors (first: {', '.join(odd[:5])})")
     return sd
 
 
@@ -142,6 +150,12 @@ def check_state_dict(model: nn.Module, sd: dict[str, torch.Tensor], path: str | 
     unexpected = [k for k in sd if k not in expected]
     shapes = [f"{k} {tuple(sd[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
               if k in sd and tuple(sd[k].shape) != tuple(v.shape)]
+    # float16/bfloat16 weights are fine (cast on load); integers or bools where floats belong are not
+    dtypes = [f"{k} {sd[k].dtype} != {v.dtype}" for k, v in expected.items()
+              if k in sd and (sd[k].dtype.is_floating_point != v.dtype.is_floating_point
+                              or sd[k].dtype.is_complex or (sd[k].dtype == torch.bool) != (v.dtype == torch.bool))]
+    nonfinite = [k for k, v in sd.items() if k in expected and v.dtype.is_floating_point
+                 and not bool(torch.isfinite(v).all())]
     problems = []
     if missing:
         problems.append(f"{len(missing)} missing keys (first: {', '.join(missing[:5])})")
@@ -149,8 +163,13 @@ def check_state_dict(model: nn.Module, sd: dict[str, torch.Tensor], path: str | 
         problems.append(f"{len(unexpected)} unexpected keys (first: {', '.join(unexpected[:5])})")
     if shapes:
         problems.append(f"{len(shapes)} wrong shapes (first: {'; '.join(shapes[:5])})")
+    if dtypes:
+        problems.append(f"{len(dtypes)} wrong dtypes (first: {'; '.join(dtypes[:5])})")
     if problems:
         raise WeightsError(f"{path}: does not fit the architecture: {'; '.join(problems)}")
+    if nonfinite:
+        raise WeightsError(f"{path}: refused: {len(nonfinite)} tensors hold NaN/inf values (first: "
+                           f"{', '.join(nonfinite[:5])}); the checkpoint is damaged or its training diverged")
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
