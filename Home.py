@@ -18,13 +18,14 @@ def show_card(card: dict) -> None:
         return
     thr, src = cards.card_threshold(card)
     st.markdown(f"**Threshold** {thr} — *{src}*")
-    for title, text in cards.card_text(card):
-        st.markdown(f"**{title}.** {text}")
-    table = cards.card_metrics(card)
-    if len(table):
-        st.dataframe(table, hide_index=True, width="stretch")
-    with st.expander("Raw card (JSON)"):
-        st.json(card, expanded=False)
+    for kind, title, body in cards.card_sections(card):
+        if kind == "text":
+            st.markdown(f"**{title}.** {body}")
+        else:
+            st.markdown(f"**{title}**")
+            st.dataframe(body, hide_index=True, width="stretch")
+    st.markdown("**Raw card (JSON)**")
+    st.json(card, expanded=False)
 
 
 def main() -> None:

@@ -41,7 +41,8 @@ def test_home_shows_the_set_its_sources_and_cards(app_env):
     metrics = [d.value for d in at.dataframe if list(d.value.columns) == ["metric", "value"]]
     assert len(metrics) == len(APP_MODELS)
     resnet = dict(zip(metrics[0]["metric"], metrics[0]["value"]))
-    assert resnet["reported_metrics: accuracy"] == "0.928"
+    assert resnet["accuracy"] == "0.928" and resnet["tnr"] == "0.872"
+    assert len(at.json) == len(APP_MODELS)  # the raw card of each
     # where each seed checkpoint is right now (senet154 is not in the test folder)
     status = frame_with(at, "found in").set_index("model")
     assert status.loc["senet", "found in"] == "missing"

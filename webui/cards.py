@@ -4,7 +4,6 @@ and where each of the seed's checkpoints can be found right now. No streamlit he
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pandas as pd
@@ -13,57 +12,69 @@ from core.errors import DetectorError
 from core.models.registry import get_set
 from core.weights import ENV_WEIGHTS_DIR, hub_cache_dir, resolve_checkpoint
 
-# Keys shown in their own place; anything else in a card still appears in the raw JSON.
-_TEXT_KEYS = (("training_data", "Training data"), ("validation_data", "Validation data"),
-              ("data", "Data"), ("split", "Split"), ("notes", "Notes"))
-_METRIC_HINTS = ("metric", "validation", "eval", "result", "reported", "test")
-
-
-def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix or "value": d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}.{k}" if prefix else str(k)
-        if isinstance(v, dict):
-            out.update(_flat(v, key))
-        elif isinstance(v, (list, tuple)) and len(v) > 8:
-            out[key] = f"[{len(v)} values]"
-        else:
-            out[key] = v
-    return out
-
-
-def card_text(card: dict) -> list[tuple[str, str]]:
-    """(heading, text) pairs for the card's prose fields."""
-    out = []
-    for key, title in _TEXT_KEYS:
-        v = card.get(key)
-        if v in (None, "", {}, []):
-            continue
-        out.append((title, v if isinstance(v, str) else json.dumps(v, indent=None, default=str)))
-    return out
-
-
-def card_metrics(card: dict) -> pd.DataFrame:
-    """Validation / reported figures of a card as a two-column table (metric, value)."""
-    rows = []
-    for k, v in card.items():
-        if isinstance(v, dict) and any(h in k.lower() for h in _METRIC_HINTS):
-            for mk, mv in _flat(v).items():
-                rows.append({"metric": f"{k}: {mk}", "value": _fmt(mv)})
-    return pd.DataFrame(rows, columns=["metric", "value"])
-
-
-def card_threshold(card: dict) -> tuple[str, str]:
-    thr = card.get("threshold")
-    return ("n/a" if thr is None else f"{float(thr):.4f}", str(card.get("threshold_source") or "not stated"))
+# The card fields shown, in this order, with their headings; everything is also in the raw JSON.
+CARD_FIELDS = (("description", "Description"), ("training_data", "Training data"),
+               ("validation", "Validation"), ("reported_metrics", "Reported figures (seed)"),
+               ("calibration", "Calibration"), ("augmentation", "Augmentation"), ("training", "Training"),
+               ("members", "Members"), ("rule", "Rule"), ("notes", "Notes"))
 
 
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_fmt(x) for x in v) if len(v) <= 12 else f"[{len(v)} values]"
     return str(v)
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict):
+            out.update(_flat(v, key))
+        else:
+            out[key] = v
+    return out
+
+
+def card_sections(card: dict) -> list[tuple[str, str, Any]]:
+    """The card as ("text" | "table", heading, str | DataFrame) sections for display.
+
+    A text field stays text. A mapping becomes: its prose (long strings) as text, its scalar
+    figures as one metric/value table, and each mapping of mappings (per-source validation
+    figures, clip counts per group) as a table with one row per key.
+    """
+    out: list[tuple[str, str, Any]] = []
+    for key, title in CARD_FIELDS:
+        v = card.get(key)
+        if v in (None, "", {}, []):
+            continue
+        if not isinstance(v, dict):
+            out.append(("text", title, _fmt(v)))
+            continue
+        prose = {k: x for k, x in v.items() if isinstance(x, str) and len(x) > 40}
+        for k, x in prose.items():
+            out.append(("text", f"{title}: {k.replace('_', ' ')}", x))
+        scalars = {k: x for k, x in v.items() if k not in prose and not isinstance(x, dict)}
+        nested = {k: x for k, x in v.items() if isinstance(x, dict)}
+        tables = {k: x for k, x in nested.items() if x and all(isinstance(r, dict) for r in x.values())}
+        for k, x in nested.items():
+            if k not in tables:
+                scalars.update(_flat(x, k))
+        if scalars:
+            out.append(("table", title, pd.DataFrame(
+                {"metric": [k.replace("_", " ") for k in scalars], "value": [_fmt(x) for x in scalars.values()]})))
+        for k, x in tables.items():
+            df = pd.DataFrame.from_dict(x, orient="index")
+            df.index.name = k.replace("_", " ")
+            out.append(("table", f"{title}: {k.replace('_', ' ')}", df.reset_index()))
+    return out
+
+
+def card_threshold(card: dict) -> tuple[str, str]:
+    thr = card.get("threshold")
+    return ("n/a" if thr is None else f"{float(thr):.4f}", str(card.get("threshold_source") or "not stated"))
 
 
 def seed_checkpoint_status(weights_dir: str | None) -> pd.DataFrame:

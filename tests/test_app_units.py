@@ -1,0 +1,208 @@
+"""The dashboard's streamlit-free helpers: display data, thresholds, labels, tables, cards."""
+
+from __future__ import annotations
+
+import csv
+import io
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from app_helpers import APP_MODELS, write_clip
+from core.batch import csv_columns, result_to_row
+from core.errors import AudioError
+from core.inference import Detector, FileResult, ModelScore, WindowScore
+from webui import cards, display, tables
+
+
+def _score(name, p, thr=0.5, windows=()):
+    return ModelScore(name, p, thr, "card", None if p is None else ("fake" if p >= thr else "real"),
+                      [WindowScore(*w) for w in windows], error=None if p is not None else "boom")
+
+
+def _result(file, ps: dict, ens_windows=((0, 1, .2), (1, 2, .7), (2, 3, .9))):
+    models = {n: _score(n, p, windows=[(0, 1, p or 0), (1, 2, p or 0)]) for n, p in ps.items()}
+    ok = [p for p in ps.values() if p is not None]
+    return FileResult(file, None, models, _score("ensemble", float(np.mean(ok)), windows=ens_windows), "seed")
+
+
+# -- display --------------------------------------------------------------------------------
+
+
+def test_audio_view_is_bounded_and_finds_a_tone(tmp_path):
+    import soundfile as sf
+
+    sr, secs = 8_000, 95.0
+    t = np.arange(int(sr * secs)) / sr
+    x = (0.5 * np.sin(2 * np.pi * 1000.0 * t)).astype(np.float32)
+    x[int(40 * sr):int(41 * sr)] = 0.0  # a second of silence at 40 s
+    path = tmp_path / "tone.wav"
+    sf.write(path, x, sr)
+    v = display.audio_view(path, max_columns=400)
+    assert v.duration_s == pytest.approx(secs, abs=0.01)
+    assert len(v.env_t) <= 400 and v.spec_db.shape[1] <= 400
+    assert v.spec_db.shape[0] == len(v.spec_f) == display.SPEC_N_MELS
+    assert v.env_t[-1] == pytest.approx(secs, abs=secs / 200)
+    assert v.spec_t[-1] == pytest.approx(secs, abs=secs / 100)
+    assert np.all(v.env_max >= v.env_min) and v.env_max.max() == pytest.approx(0.5, abs=0.02)
+    loud = v.spec_db[:, v.spec_t < 39].mean(axis=1)
+    assert abs(v.spec_f[int(np.argmax(loud))] - 1000.0) < 120  # the band nearest 1 kHz is the loudest
+    quiet = (v.env_t > 40.2) & (v.env_t < 40.8)
+    assert quiet.any() and np.abs(v.env_max[quiet]).max() < 0.05
+    assert v.spec_db.max() - v.spec_db.min() <= display.DB_RANGE + 1e-3
+
+
+def test_audio_view_refuses_garbage_with_the_engines_error():
+    with pytest.raises(AudioError):
+        display.audio_view(b"definitely not audio" * 10, "x.wav")
+
+
+# -- thresholds and one-file tables -------------------------------------------------------------
+
+
+def test_apply_threshold_rejudges_and_recounts_windows():
+    r = _result("a.wav", {"resnet": 0.3, "lstm": 0.8, "gnn": None})
+    assert tables.apply_threshold(r, None) is r
+    c = tables.apply_threshold(r, 0.85, "custom")
+    assert [m.verdict for m in c.models.values()] == ["real", "real", None]
+    assert c.models["gnn"].error == "boom" and c.models["gnn"].threshold == 0.85
+    assert c.ensemble.verdict == "real" and c.ensemble.frac_windows_over == pytest.approx(1 / 3)
+    assert {m.threshold_source for m in c.models.values()} == {"custom"}
+    assert r.models["lstm"].verdict == "fake", "the original is left alone"
+    assert tables.over_threshold_spans(r.ensemble.windows, 0.5) == [(1, 3)]
+    assert tables.over_threshold_spans(r.ensemble.windows, 0.95) == []
+
+
+def test_model_table_lists_models_then_ensemble():
+    r = _result("a.wav", {"resnet": 0.3, "gnn": None})
+    df = tables.model_table(r, {"resnet": "ResNet18"})
+    assert list(df["model"]) == ["resnet", "gnn", "ensemble"]
+    assert list(df["verdict"]) == ["real", "error", "real"] and df.loc[1, "error"] == "boom"
+
+
+# -- many files -----------------------------------------------------------------------------------
+
+
+def test_csv_bytes_are_the_rows_of_result_to_row():
+    names = ["resnet", "lstm"]
+    rs = [_result("a.wav", {"resnet": 0.1, "lstm": 0.3}), _result("b, \"odd\".wav", {"resnet": 0.9, "lstm": 0.7}),
+          FileResult("bad.wav", None, {}, None, "seed", "bad.wav: cannot decode")]
+    rows = list(csv.reader(io.StringIO(tables.csv_bytes(rs, names).decode())))
+    assert rows[0] == csv_columns(names)
+    for r, got in zip(rs, rows[1:]):
+        want = result_to_row(r, names)
+        assert got == [str(want[c]) for c in rows[0]]
+    df = tables.batch_frame(rs, names)
+    assert len(df) == 3 and np.isnan(df.loc[2, "p_fake_ensemble"]) and df.loc[2, "error"]
+    assert df["p_fake_resnet"].dtype == float
+    assert tables.verdict_counts(rs) == {"fake": 1, "real": 1, "error": 1}
+    order = tables.display_order(list(df.columns))
+    assert sorted(order) == sorted(df.columns) and order[:3] == ["file", "verdict", "p_fake_ensemble"]
+
+
+def test_matrices_agreement_and_split_files():
+    names = ["a", "b", "c"]
+    rs = [_result("f1", {"a": .9, "b": .8, "c": .7}), _result("f2", {"a": .1, "b": .2, "c": .9}),
+          _result("f3", {"a": .6, "b": .1, "c": None}), _result("f4", {"a": .1, "b": .1, "c": .1})]
+    s = tables.score_matrix(rs, names)
+    v = tables.verdict_matrix(rs, names)
+    assert list(s.columns) == names + ["ensemble"] and s.loc["f3", "c"] != s.loc["f3", "c"]
+    assert v.loc["f2"].tolist() == [0, 0, 1]
+    pct, kap, fleiss, n = tables.agreement(v)
+    assert n == 3  # f3 has a failed model: left out of the agreement
+    assert pct.loc["a", "b"] == 1.0 and pct.loc["a", "c"] == pytest.approx(2 / 3)
+    assert kap.loc["a", "a"] == 1.0 and np.isfinite(fleiss)
+    split = tables.split_files(v, s.drop(columns="ensemble"))
+    assert list(split["file"]) == ["f3", "f2"] or list(split["file"]) == ["f2", "f3"]
+    row = split.set_index("file").loc["f2"]
+    assert row["models saying fake"] == "c" and row["models saying real"] == "a, b"
+    assert row["fake votes"] == 1 and row["of"] == 3
+
+
+# -- labels ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path,label", [("real/a.wav", 0), ("x/fake/a.wav", 1), ("data\\FAKE\\a.wav", 1),
+                                        ("real/tts/fake/a.wav", 1), ("fake/real/a.wav", 0),
+                                        ("bona-fide/a.wav", 0), ("spoof/x/a.wav", 1), ("fakes/a.wav", None),
+                                        ("real.wav", None)])
+def test_label_from_path(path, label):
+    assert tables.label_from_path(path) == label
+
+
+def test_labels_from_a_mapped_table():
+    table = pd.DataFrame({"clip": ["data/x/a.wav", "b.wav", "dup/c.wav", "other/c.wav", "e.wav"],
+                          "truth": ["spoof", "bonafide", "spoof", "bonafide", ""]})
+    files = ["x/a.wav", "uploads/b.wav", "c.wav", "e.wav", "missing.wav"]
+    labels, missing = tables.labels_from_table(table, "clip", "truth", ["spoof"], files)
+    assert labels == {"x/a.wav": 1, "uploads/b.wav": 0}
+    assert missing == ["c.wav", "e.wav", "missing.wav"]  # c.wav is ambiguous, e.wav has no label
+    assert tables.default_fake_values(["bonafide", "spoof", "FAKE", "real"]) == ["spoof", "FAKE"]
+
+
+def test_label_metrics_match_core_metrics():
+    from core import metrics
+
+    rng = np.random.default_rng(0)
+    files = [f"f{i}" for i in range(30)]
+    y = np.array([i % 2 for i in range(30)])
+    s = pd.DataFrame({"m": np.clip(y * 0.3 + rng.uniform(0, 0.7, 30), 0, 1)}, index=files)
+    v = (s >= 0.5).astype(float)
+    lm = tables.label_metrics(s, v, dict(zip(files, y)))
+    row = lm["summary"].iloc[0]
+    assert row["EER"] == pytest.approx(metrics.eer(y, s["m"])[0])
+    assert row["AUC"] == pytest.approx(metrics.roc_auc(y, s["m"]))
+    assert np.array_equal(lm["confusion"]["m"], metrics.confusion(y, v["m"].astype(int)))
+    one_class = tables.label_metrics(s, v, {f: 1 for f in files})
+    assert np.isnan(one_class["summary"].iloc[0]["EER"]) and not one_class["roc"]
+
+
+# -- cards ----------------------------------------------------------------------------------------
+
+
+def test_card_sections_of_a_trained_card():
+    card = {"name": "resnet", "family": "ResNet (compact)", "description": "4-stage ResNet",
+            "training_data": {"source": "../shared/data", "clips": 735,
+                              "clips_per_group": {"r9y9": {"real": 61, "fake": 84}, "fsdd": {"real": 90, "fake": 0}}},
+            "validation": {"protocol": "leave-one-source-out over the pool's source repositories; whole clips",
+                           "pooled_eer": 0.123, "pooled_auc": 0.95,
+                           "per_group": {"r9y9": {"eer": 0.1, "auc": 0.97}, "yourtts": {"eer": 0.2, "auc": 0.9}}},
+            "threshold": 0.42, "threshold_source": "EER threshold on pooled validation scores"}
+    secs = {title: (kind, body) for kind, title, body in cards.card_sections(card)}
+    assert secs["Description"] == ("text", "4-stage ResNet")
+    assert secs["Validation: protocol"][0] == "text"
+    figs = dict(zip(secs["Validation"][1]["metric"], secs["Validation"][1]["value"]))
+    assert figs == {"pooled eer": "0.123", "pooled auc": "0.95"}
+    per = secs["Validation: per group"][1]
+    assert list(per["per group"]) == ["r9y9", "yourtts"] and list(per["eer"]) == [0.1, 0.2]
+    counts = secs["Training data: clips per group"][1].set_index("clips per group")
+    assert counts.loc["r9y9", "fake"] == 84
+    assert cards.card_threshold(card) == ("0.4200", "EER threshold on pooled validation scores")
+
+
+# -- the cached detector is shared by every session: concurrent scoring must not mix ------------
+
+
+def test_one_detector_scores_two_files_at_once_without_mixing(seed_weights, tmp_path):
+    det = Detector.from_set("seed", models=",".join(APP_MODELS), weights_dir=seed_weights, allow_download=False)
+    a = write_clip(tmp_path / "a.wav", 9.0, seed=1).read_bytes()
+    b = write_clip(tmp_path / "b.wav", 6.0, seed=2, sr=22_050).read_bytes()
+    alone = {n: det.score(d, name=n) for n, d in (("a", a), ("b", b))}
+    got: dict = {}
+
+    def work(n, d):
+        for i in range(3):
+            got[(n, i)] = det.score(d, name=n)
+
+    threads = [threading.Thread(target=work, args=x) for x in (("a", a), ("b", b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(got) == 6
+    for (n, _), r in got.items():
+        assert r.file == n
+        for m in APP_MODELS:
+            assert r.models[m].p_fake == pytest.approx(alone[n].models[m].p_fake, abs=1e-6)
