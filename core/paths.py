@@ -32,25 +32,36 @@ def resolve_under_root(root: str | os.PathLike, rel: str | os.PathLike = "") -> 
     """Resolve `rel` inside `root`; refuse anything that lands outside it."""
     root_p = Path(root).resolve()
     rel_s = os.fspath(rel).strip()
+    if "\x00" in rel_s:
+        raise ConfigError(f"{rel_s!r}: a path cannot contain a NUL character")
     if rel_s.startswith(("/", "\\", "~")) or (len(rel_s) > 1 and rel_s[1] == ":"):
         raise ConfigError(f"{rel_s!r}: give a path relative to the data root {root_p}, not an absolute one")
     if ".." in Path(rel_s).parts:
         raise ConfigError(f"{rel_s!r}: '..' is not allowed; paths must stay inside {root_p}")
-    target = (root_p / rel_s).resolve()
-    if target != root_p and root_p not in target.parents:
-        raise ConfigError(f"{rel_s!r} leads outside the data root {root_p} (through a symlink)")
-    if not target.exists():
+    try:
+        target = (root_p / rel_s).resolve()
+        if target != root_p and root_p not in target.parents:
+            raise ConfigError(f"{rel_s!r} leads outside the data root {root_p} (through a symlink)")
+        exists = target.exists()
+    except (OSError, RuntimeError) as e:  # a symlink loop (RuntimeError before Python 3.13), a name too long
+        raise ConfigError(f"{rel_s!r}: cannot be opened under {root_p} "
+                          f"({getattr(e, 'strerror', None) or str(e)[:100]})") from None
+    if not exists:
         raise ConfigError(f"{rel_s!r}: no such file or folder under {root_p}")
     return target
 
 
 def list_audio_under_root(root: str | os.PathLike, rel: str | os.PathLike = "") -> list[Path]:
-    """Audio files under `root/rel`, recursively, skipping any symlink that leads outside the root."""
+    """Audio files under `root/rel`, recursively, skipping any symlink that leads outside the root
+    (or that cannot be resolved, such as a symlink loop)."""
     root_p = Path(root).resolve()
     start = resolve_under_root(root_p, rel)
     out = []
     for f in scan_audio([start]):
-        real = Path(f).resolve()
+        try:
+            real = Path(f).resolve()
+        except (OSError, RuntimeError):  # a looping symlink cannot be checked (nor read): left out
+            continue
         if real == root_p or root_p in real.parents:
             out.append(Path(f))
     return out
