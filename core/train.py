@@ -149,17 +149,16 @@ def _batches(idx: np.ndarray, bs: int, rng: np.random.Generator):
         yield idx[i:i + bs]
 
 
-def _epoch_rows(train_clips: np.ndarray, variants: int, rng: np.random.Generator, labels: np.ndarray) -> np.ndarray:
-    """One random view per training clip, with the minority class topped up to balance."""
-    rows = train_clips * variants + rng.integers(0, variants, len(train_clips))
+def _epoch_rows(train_clips: np.ndarray, variants: int, rng: np.random.Generator) -> np.ndarray:
+    """One random augmented view per training clip."""
+    return train_clips * variants + rng.integers(0, variants, len(train_clips))
+
+
+def _pos_weight(labels: np.ndarray, train_clips: np.ndarray) -> torch.Tensor:
+    """Weight on fake examples so both classes carry equal total weight in the loss."""
     y = labels[train_clips]
-    n1, n0 = int(y.sum()), int((1 - y).sum())
-    if n1 and n0 and n1 != n0:
-        minority = 1 if n1 < n0 else 0
-        pool = train_clips[y == minority]
-        extra = rng.choice(pool, abs(n1 - n0), replace=True)
-        rows = np.concatenate([rows, extra * variants + rng.integers(0, variants, len(extra))])
-    return rows
+    n1, n0 = max(int(y.sum()), 1), max(int((1 - y).sum()), 1)
+    return torch.tensor(n0 / n1)
 
 
 def search_darts(feats, clip, labels, groups, train_clips, variants, epochs, seed, quiet=False) -> list:
@@ -171,11 +170,12 @@ def search_darts(feats, clip, labels, groups, train_clips, variants, epochs, see
     w_clips = np.array([c for c in train_clips if groups[c] not in arch_groups])
     a_clips = np.array([c for c in train_clips if groups[c] in arch_groups]) if arch_groups else w_clips
     net = SearchedDarts()
+    pw = _pos_weight(labels, train_clips)
     w_opt = torch.optim.AdamW(net.weight_parameters(), lr=2e-3, weight_decay=1e-4)
     a_opt = torch.optim.Adam(net.arch_parameters(), lr=6e-3, betas=(0.5, 0.999), weight_decay=1e-3)
     for ep in range(epochs):
-        wr = _epoch_rows(w_clips, variants, rng, labels)
-        ar = _epoch_rows(a_clips, variants, rng, labels)
+        wr = _epoch_rows(w_clips, variants, rng)
+        ar = _epoch_rows(a_clips, variants, rng)
         a_iter = _batches(ar, 32, rng)
         net.train()
         for b in _progress(list(_batches(wr, 32, rng)), f"darts search {ep + 1}/{epochs}", quiet=quiet):
@@ -185,12 +185,12 @@ def search_darts(feats, clip, labels, groups, train_clips, variants, epochs, see
                 ab = next(a_iter)
             if ep > 0:  # warm the weights up before the architecture moves
                 loss_a = F.binary_cross_entropy_with_logits(net(feats[ab].float()),
-                                                            torch.from_numpy(labels[clip[ab]]).float())
+                                                            torch.from_numpy(labels[clip[ab]]).float(), pos_weight=pw)
                 a_opt.zero_grad()
                 loss_a.backward()
                 a_opt.step()
             loss_w = F.binary_cross_entropy_with_logits(net(feats[b].float()),
-                                                        torch.from_numpy(labels[clip[b]]).float())
+                                                        torch.from_numpy(labels[clip[b]]).float(), pos_weight=pw)
             w_opt.zero_grad()
             loss_w.backward()
             torch.nn.utils.clip_grad_norm_(net.weight_parameters(), 5.0)
@@ -203,14 +203,15 @@ def train_one(name, feats, clip, labels, train_clips, variants, epochs, seed, ca
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     model = build_model(name, card)
+    pw = _pos_weight(labels, train_clips)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-3)
-    steps = epochs * math.ceil(len(_epoch_rows(train_clips, variants, rng, labels)) / 32)
+    steps = epochs * math.ceil(len(_epoch_rows(train_clips, variants, rng)) / 32)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=max(steps, 1), pct_start=0.15)
     done = 0
     for ep in range(epochs):
         model.train()
         losses = []
-        rows = _epoch_rows(train_clips, variants, rng, labels)
+        rows = _epoch_rows(train_clips, variants, rng)
         for b in _progress(list(_batches(rows, 32, rng)), f"{name} epoch {ep + 1}/{epochs}", quiet=quiet):
             if len(b) < 2:
                 continue
@@ -220,7 +221,8 @@ def train_one(name, feats, clip, labels, train_clips, variants, epochs, seed, ca
                 f0 = int(rng.integers(0, x.shape[1] - 8))
                 x[:, :, t0:t0 + int(rng.integers(0, 30))] = 0
                 x[:, f0:f0 + int(rng.integers(0, 8)), :] = 0
-            loss = F.binary_cross_entropy_with_logits(model(x), torch.from_numpy(labels[clip[b]]).float())
+            loss = F.binary_cross_entropy_with_logits(model(x), torch.from_numpy(labels[clip[b]]).float(),
+                                                      pos_weight=pw)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -228,7 +230,7 @@ def train_one(name, feats, clip, labels, train_clips, variants, epochs, seed, ca
             if done < steps:
                 sched.step()
                 done += 1
-            losses.append(float(loss))
+            losses.append(loss.item())
         if log:
             log(f"{name} epoch {ep + 1}: loss {np.mean(losses):.4f}")
     return model.eval()
@@ -294,6 +296,17 @@ def prepare(args, log) -> tuple[Pool, torch.Tensor, np.ndarray]:
     return pool, feats, clip
 
 
+def validation_folds(groups: np.ndarray, labels: np.ndarray) -> list[list[str]]:
+    """Leave-one-group-out: each group with both classes is its own fold; groups holding one class
+    only (no EER of their own) are held out together, which saves a training run and still tests
+    them on a model that never saw them."""
+    both, single = [], []
+    for g in sorted(set(groups)):
+        y = labels[groups == g]
+        (both if 0 < y.sum() < len(y) else single).append(g)
+    return [[g] for g in both] + ([single] if single else [])
+
+
 def run_family(name: str, args, pool: Pool, feats, clip, log) -> dict:
     """Leave-one-group-out validation, calibration, final training and the card for one family."""
     labels = pool.labels
@@ -305,10 +318,12 @@ def run_family(name: str, args, pool: Pool, feats, clip, log) -> dict:
     per_group = {}
     genotypes = {}
     t_start = time.time()
-    folds = pool_groups if args.folds == "loso" else []
-    for k, g in enumerate(folds):
-        train_clips = np.flatnonzero(groups != g)
-        test_clips = np.flatnonzero((groups == g) & is_pool)
+    folds = validation_folds(groups[is_pool], labels[is_pool]) if args.folds == "loso" else []
+    for k, fold in enumerate(folds):
+        held = np.isin(groups, fold)
+        train_clips = np.flatnonzero(~held)
+        test_clips = np.flatnonzero(held & is_pool)
+        g = " + ".join(fold)
         seed = args.seed + 1000 * (k + 1)
         card = None
         if name == "darts":
@@ -320,13 +335,16 @@ def run_family(name: str, args, pool: Pool, feats, clip, log) -> dict:
                           quiet=args.quiet)
         p = score_clips(model, [windows[i] for i in test_clips])
         oof[test_clips] = p
-        y = labels[test_clips]
-        e, thr = eer(y, p) if 0 < y.sum() < len(y) else (float("nan"), float("nan"))
-        per_group[g] = {"n_real": int((y == 0).sum()), "n_fake": int(y.sum()),
-                        "eer": e, "auc": roc_auc(y, p) if 0 < y.sum() < len(y) else float("nan"),
-                        "acc_at_0.5": error_rates(y, p, 0.5)["accuracy"]}
-        log(f"{name} fold {k + 1}/{len(folds)} held-out {g}: EER {e:.3f} "
-            f"({per_group[g]['n_real']} real, {per_group[g]['n_fake']} fake) [{time.time() - t_start:.0f}s]")
+        for gi in fold:
+            sel = groups[test_clips] == gi
+            y, pg = labels[test_clips][sel], p[sel]
+            both = 0 < y.sum() < len(y)
+            per_group[gi] = {"n_real": int((y == 0).sum()), "n_fake": int(y.sum()),
+                             "eer": eer(y, pg)[0] if both else float("nan"),
+                             "auc": roc_auc(y, pg) if both else float("nan"),
+                             "acc_at_0.5": error_rates(y, pg, 0.5)["accuracy"]}
+            log(f"{name} fold {k + 1}/{len(folds)} held-out {gi}: EER {per_group[gi]['eer']:.3f} "
+                f"({per_group[gi]['n_real']} real, {per_group[gi]['n_fake']} fake) [{time.time() - t_start:.0f}s]")
     result = {"per_group": per_group, "oof": oof, "genotypes": genotypes}
     # final model on everything
     card = None
@@ -335,8 +353,8 @@ def run_family(name: str, args, pool: Pool, feats, clip, log) -> dict:
         genotype = search_darts(feats, clip, labels, pool.groups, np.arange(len(pool.audio)), args.variants,
                                 args.search_epochs, args.seed, quiet=args.quiet)
         card = {"architecture": {"genotype": genotype}}
-    model = train_one(name, feats, clip, labels, np.arange(len(pool.audio)), args.variants, args.epochs,
-                      args.seed, card, quiet=args.quiet, log=log)
+    model = train_one(name, feats, clip, labels, np.arange(len(pool.audio)), args.variants,
+                      args.final_epochs or args.epochs, args.seed, card, quiet=args.quiet, log=log)
     result.update(model=model, genotype=genotype, train_seconds=time.time() - t_start)
     return result
 
@@ -403,8 +421,9 @@ def write_card(name: str, out_dir: Path, model: torch.nn.Module, summary: dict, 
                         "8/11.025/12 kHz (p .3); noise 10-45 dB SNR (p .3); mp3/opus/vorbis round-trip (p .35); "
                         "gain -30..-0.5 dBFS peak (p .8); SpecAugment masks (p .5); both classes alike; "
                         f"{args.variants} views per clip",
-        "training": {"epochs": args.epochs, "batch_size": 32, "optimizer": "AdamW 2e-3, one-cycle",
-                     "loss": "BCE with logits, label 1 = fake, classes balanced by oversampling",
+        "training": {"epochs": args.final_epochs or args.epochs, "validation_fold_epochs": args.epochs,
+                     "batch_size": 32, "optimizer": "AdamW 2e-3, one-cycle",
+                     "loss": "BCE with logits, label 1 = fake, fake examples weighted n_real/n_fake",
                      "seed": args.seed, "seconds": round(train_seconds, 1),
                      **({"darts_search_epochs": args.search_epochs} if name == "darts" else {})},
         "validation": {
@@ -440,6 +459,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", default=",".join(MODEL_NAMES), help="families to train (comma-separated)")
     p.add_argument("--out", default=str(REPO / "assets" / "models"), help="where weights and cards go")
     p.add_argument("--epochs", type=int, default=6, help="training epochs (one augmented view per clip each)")
+    p.add_argument("--final-epochs", type=int, default=0, help="epochs of the final model (0 = --epochs)")
     p.add_argument("--search-epochs", type=int, default=2, help="DARTS architecture-search epochs")
     p.add_argument("--variants", type=int, default=6, help="augmented views per clip in the feature bank")
     p.add_argument("--folds", choices=["loso", "none"], default="loso",
@@ -454,6 +474,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", default=str(REPO / "runs" / "cache"), help="cache for decoded audio + bank ('' = none)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--report", default=str(REPO / "reports" / "validation.md"),
+                   help="markdown validation report, written once all six families have out-of-fold scores")
 
 
 def train_command(args) -> int:
@@ -481,6 +503,9 @@ def train_command(args) -> int:
         v = card["validation"]
         log(f"{name}: mean LOSO EER {v.get('mean_group_eer')}, pooled EER {v.get('pooled_eer')}, "
             f"threshold {card['threshold']}, {res['train_seconds']:.0f}s")
+    if args.folds == "loso" and all((out_dir / f"{n}.oof.npy").is_file() for n in MODEL_NAMES):
+        ens = write_ensemble(out_dir, pool, Path(args.report) if args.report else None)
+        log(f"ensemble: mean LOSO EER {ens['validation']['mean_group_eer']}, threshold {ens['threshold']}")
     return 0
 
 
@@ -544,3 +569,90 @@ def evaluate_command(args) -> int:
     Path(args.report).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0 if len(ok) else 1
+
+
+# ---------------------------------------------------------------- ensemble card and validation report
+
+
+def _calibrated(card: dict, p: np.ndarray) -> np.ndarray:
+    cal = card.get("calibration") or {}
+    if cal.get("method") != "platt":
+        return p
+    return 1 / (1 + np.exp(-(cal["a"] * _logit(p) + cal["b"])))
+
+
+def write_ensemble(out_dir: Path, pool: Pool, report: Path | None, names=MODEL_NAMES, command: str = "") -> dict:
+    """Ensemble = mean of the calibrated model scores; its EER threshold and the LOSO report."""
+    is_pool = np.array([o == "pool" for o in pool.origin])
+    groups = np.array(pool.groups)
+    cards = {n: json.loads((out_dir / f"{n}.json").read_text()) for n in names}
+    oof = {n: _calibrated(cards[n], np.load(out_dir / f"{n}.oof.npy")) for n in names}
+    mask = is_pool & np.all([np.isfinite(v) for v in oof.values()], axis=0)
+    ens = np.mean([oof[n] for n in names], axis=0)
+    y = pool.labels
+    no8k = np.array([m.get("original_rate", 16000) != 8000 for m in pool.meta])
+
+    def figures(p: np.ndarray, thr: float | None = None) -> dict:
+        per = {}
+        for g in sorted(set(groups[mask])):
+            m = mask & (groups == g)
+            both = 0 < y[m].sum() < m.sum()
+            per[g] = {"eer": eer(y[m], p[m])[0] if both else float("nan"),
+                      "auc": roc_auc(y[m], p[m]) if both else float("nan"),
+                      "n_real": int((y[m] == 0).sum()), "n_fake": int(y[m].sum())}
+        e, t = eer(y[mask], p[mask])
+        thr = t if thr is None else thr
+        for g in per:
+            per[g].update(error_rates(y[mask & (groups == g)], p[mask & (groups == g)], thr))
+        valid = [v["eer"] for v in per.values() if math.isfinite(v["eer"])]
+        return {"per_group": per, "mean_group_eer": float(np.mean(valid)), "pooled_eer": e,
+                "pooled_auc": roc_auc(y[mask], p[mask]), "threshold": thr,
+                "pooled_eer_without_8k": eer(y[mask & no8k], p[mask & no8k])[0]}
+
+    ens_fig = figures(ens)
+    card = {"name": "ensemble", "set": "shipped", "members": list(names),
+            "rule": "mean of the members' calibrated P(fake)",
+            "validation": {k: v for k, v in ens_fig.items() if k != "threshold"},
+            "threshold": ens_fig["threshold"],
+            "threshold_source": "EER threshold of the ensemble on pooled leave-one-source-out validation scores",
+            "date": dt.date.today().isoformat()}
+    (out_dir / "ensemble.json").write_text(json.dumps(_clean(card), indent=2) + "\n")
+    if report:
+        model_figs = {n: figures(oof[n], cards[n]["threshold"]) for n in names}
+        model_figs["ensemble"] = ens_fig
+        glist = sorted(ens_fig["per_group"])
+        lines = [
+            "# Shipped detectors: leave-one-source-out validation", "",
+            f"Generated {dt.date.today().isoformat()} by `python -m core train` on `../shared/data/manifest.csv` "
+            f"({int(is_pool.sum())} clips). {command}", "",
+            "Each source repository is held out in turn; the model is trained on the other six (plus Griffin-Lim "
+            "resynthesised real clips of those six, labelled fake) and scores every held-out clip whole "
+            "(3 s windows, 50% hop, mean P(fake)). Two sources hold only real clips, so they have no EER: "
+            "their row shows the false-positive rate (real called fake) at the model's threshold.", "",
+            "## EER (%) per held-out source", "",
+            "| model | " + " | ".join(g.split("/")[-1] for g in glist) + " | mean EER | pooled EER | pooled EER w/o 8 kHz | AUC |",
+            "|---" * (len(glist) + 5) + "|",
+        ]
+        for n, f in model_figs.items():
+            cells = [("n/a" if not math.isfinite(f["per_group"][g]["eer"]) else f"{100 * f['per_group'][g]['eer']:.1f}")
+                     for g in glist]
+            lines.append(f"| {n} | " + " | ".join(cells) + f" | **{100 * f['mean_group_eer']:.1f}** | "
+                         f"{100 * f['pooled_eer']:.1f} | {100 * f['pooled_eer_without_8k']:.1f} | {f['pooled_auc']:.3f} |")
+        lines += ["", "## Error rates at the threshold the app uses", "",
+                  "| model | threshold (calibrated P(fake)) | " + " | ".join(f"{g.split('/')[-1]} FPR/FNR" for g in glist) + " |",
+                  "|---" * (len(glist) + 2) + "|"]
+        for n, f in model_figs.items():
+            cells = []
+            for g in glist:
+                r = f["per_group"][g]
+                fpr = "-" if not math.isfinite(r["fpr"]) else f"{100 * r['fpr']:.0f}%"
+                fnr = "-" if not math.isfinite(r["fnr"]) else f"{100 * r['fnr']:.0f}%"
+                cells.append(f"{fpr} / {fnr}")
+            lines.append(f"| {n} | {f['threshold']:.3f} | " + " | ".join(cells) + " |")
+        lines += ["", "Source sizes (real / fake): " + ", ".join(
+            f"{g.split('/')[-1]} {ens_fig['per_group'][g]['n_real']}/{ens_fig['per_group'][g]['n_fake']}" for g in glist),
+            "", "Figures are validation on the pool's own sources; the detectors are also judged on "
+            "speakers and generators absent from the pool, where error rates will be higher."]
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text("\n".join(lines) + "\n")
+    return card

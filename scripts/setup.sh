@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Install what is missing: Debian packages (ffmpeg for m4a/aac, espeak-ng + chromium for tests),
+# a virtual environment in .venv, and the pinned Python packages. Safe to rerun: it skips what is there.
+#   scripts/setup.sh          runtime only (the app and the CLI)
+#   scripts/setup.sh --dev    plus test, training and Ray extras
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DEV=0; [[ "${1:-}" == "--dev" ]] && DEV=1
+
+need_apt=()
+command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
+if [[ $DEV == 1 ]]; then
+  command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
+  [[ -x /usr/bin/chromium ]] || need_apt+=(chromium)
+fi
+if (( ${#need_apt[@]} )); then
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""; [[ $(id -u) != 0 ]] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "warning: please install ${need_apt[*]} with your package manager" >&2
+  fi
+fi
+
+PY=${PYTHON:-python3}
+[[ -x .venv/bin/python ]] || "$PY" -m venv .venv
+stamp=.venv/.installed-$( (cat requirements.txt; [[ $DEV == 1 ]] && cat requirements-dev.txt requirements-ray.txt) | sha256sum | cut -c1-16)
+if [[ ! -f $stamp ]]; then
+  .venv/bin/pip install -q --upgrade pip >/dev/null
+  if [[ $DEV == 1 ]]; then
+    .venv/bin/pip install -q -r requirements-dev.txt -r requirements-ray.txt
+  else
+    .venv/bin/pip install -q -r requirements.txt
+  fi
+  touch "$stamp"
+fi
