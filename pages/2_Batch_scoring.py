@@ -23,6 +23,12 @@ def server_root():
     return root, None
 
 
+@st.cache_data(ttl=30, show_spinner="Listing the folder...")
+def list_folder(root: str, rel: str) -> list[str]:
+    """Audio files under root/rel (refusals raise ConfigError and are not cached)."""
+    return [str(p) for p in list_audio_under_root(root, rel)]
+
+
 def choose_files() -> tuple[list, str, tuple]:
     """The page's input: (name, source) items, where they came from, and a signature."""
     source = st.radio("Files to score", list(SOURCES), format_func=SOURCES.get, key="batch_source",
@@ -42,7 +48,7 @@ def choose_files() -> tuple[list, str, tuple]:
                         help="For example clips/ or clips/real/one.wav. '..', absolute paths and "
                              "links that lead outside the root are refused.")
     try:
-        paths = list_audio_under_root(root, rel or ".")
+        paths = list_folder(str(root), rel or ".")
     except ConfigError as e:
         st.error(str(e))
         return [], "", ()

@@ -71,8 +71,8 @@ def init_state() -> None:
     for k, v in defaults().items():
         if k not in st.session_state:
             st.session_state[k] = v
-    if K_DOWNLOAD not in st.session_state:
-        st.session_state[K_DOWNLOAD] = not _offline()
+    if K_DOWNLOAD not in st.session_state:  # opt-in: the seed's six files are about 700 MB
+        st.session_state[K_DOWNLOAD] = False
 
 
 def secret(name: str):
@@ -141,8 +141,8 @@ def sidebar() -> Selection:
                help="The ensemble is the mean P(fake) of the selected models.")
         _bound(st.checkbox, "Allow downloading the seed's checkpoints", K_DOWNLOAD,
                disabled=_offline(),
-               help="Fetch missing seed checkpoints from the Hugging Face Hub. Disabled when "
-                    "HF_HUB_OFFLINE=1.")
+               help="Fetch missing seed checkpoints (about 700 MB) from the Hugging Face Hub into its "
+                    "cache. Disabled when HF_HUB_OFFLINE=1.")
         st.header("Threshold")
         _bound(st.radio, "Verdict threshold", K_THR_MODE, options=[THR_CARD, THR_CUSTOM],
                format_func=lambda m: THR_LABELS[m],
@@ -174,7 +174,8 @@ def get_detector(sel: Selection) -> tuple[Detector | None, str | None]:
     """(detector, None) or (None, error message). Never raises."""
     if not sel.models:
         return None, "No model selected: choose at least one model in the sidebar."
-    with st.spinner("Loading the models (once per server process)..."):
+    note = " Downloading missing checkpoints can take minutes." if sel.allow_download else ""
+    with st.spinner(f"Loading the models (once per server process).{note}"):
         return _load_detector(*sel.load_key)
 
 
@@ -188,8 +189,9 @@ def show_load_error(sel: Selection, err: str) -> None:
     hints = []
     if sel.set_choice in ("seed", "auto"):
         hints.append("For the seed's set put its six `*_model_best_model.pth` files in a folder named by "
-                     "`DEEPFAKE_WEIGHTS_DIR`, or in the Hugging Face cache (`HF_HOME`), or allow the "
-                     "download in the sidebar (needs internet). The Home page explains each way.")
+                     "`DEEPFAKE_WEIGHTS_DIR` or in the Hugging Face cache (`HF_HOME`) and press *Reload "
+                     "models* on the Home page, or tick *Allow downloading* in the sidebar (needs internet). "
+                     "The Home page explains each way.")
     if sel.set_choice in ("shipped", "auto"):
         hints.append("The shipped set needs `assets/models/*.safetensors` (and their `.json` cards) "
                      "in this checkout.")
