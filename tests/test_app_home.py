@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app_helpers import APP_MODELS, new_app, no_exception, shipped_set_present
+from app_helpers import APP_MODELS, new_app, no_exception, shipped_set_present, write_clip
 from core.models.registry import get_set
 
 
@@ -64,7 +64,7 @@ def test_missing_seed_checkpoints_are_an_error_message(monkeypatch, tmp_path):
         assert any("could not be loaded" in e.value for e in at.error), page
 
 
-def test_switch_to_the_shipped_set(app_env):
+def test_switch_to_the_shipped_set(app_env, tmp_path):
     at = new_app()
     at.selectbox(key="w_dd_set").set_value("shipped").run()
     no_exception(at)
@@ -73,6 +73,18 @@ def test_switch_to_the_shipped_set(app_env):
         models = frame_with(at, "weights from")
         assert set(models["weights from"]) == {"shipped"}
         assert any("shipped" in s.value for s in at.sidebar.success)
+        # the trained set scores an upload exactly as the engine does
+        from core.inference import Detector
+
+        data = write_clip(tmp_path / "x.wav", 4.0, seed=8).read_bytes()
+        want = Detector.from_set("shipped", models=",".join(APP_MODELS), allow_download=False).score(data, "x.wav")
+        at.switch_page("pages/1_Analyze_a_file.py").run()
+        at.file_uploader(key="analyze_upload").upload("x.wav", data, "audio/wav")
+        at.run()
+        no_exception(at)
+        assert any(f"ensemble P(fake) = **{want.ensemble.p_fake:.3f}**" in e.value
+                   and want.ensemble.threshold_source in e.value for e in [*at.success, *at.error])
+        at.switch_page("Home.py").run()
     else:  # trained weights not in this checkout yet: a message, never a crash
         assert any("could not be loaded" in e.value and "shipped" in e.value for e in at.error)
     at.selectbox(key="w_dd_set").set_value("seed").run()
@@ -113,3 +125,50 @@ def test_streamlit_config_caps_uploads_and_sends_no_statistics():
     assert cfg["server"]["headless"] is True
     assert cfg["browser"]["gatherUsageStats"] is False
     assert cfg["theme"]["base"] in ("light", "dark")
+
+
+def test_a_shipped_shape_set_shows_its_cards_thresholds(monkeypatch, tmp_path):
+    """Trained-set layout (safetensors + JSON cards) from a local folder: cards and per-model thresholds."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from core.inference import Detector
+
+    folder = tmp_path / "shipped_like"
+    folder.mkdir()
+    shipped = get_set("shipped")
+    thresholds = {"resnet": 0.37, "gnn": 0.42, "lstm": 0.61}
+    for n, thr in thresholds.items():
+        spec = shipped.spec(n)
+        m = spec.build({})
+        save_file({k: v.contiguous() for k, v in m.state_dict().items()}, str(folder / spec.checkpoint))
+        (folder / f"{n}.json").write_text(json.dumps({
+            "name": n, "family": spec.family, "threshold": thr,
+            "threshold_source": f"EER threshold of {n} on validation",
+            "training_data": {"source": "pool", "clips": 700},
+            "validation": {"protocol": "leave-one-source-out over the source repositories of the pool",
+                           "pooled_eer": 0.1 + thr / 10, "per_group": {"a": {"eer": 0.1}, "b": {"eer": 0.2}}}}))
+    monkeypatch.setenv("DEEPFAKE_WEIGHTS_DIR", str(folder))
+    at = new_app(models=tuple(thresholds), set_name="shipped")
+    no_exception(at)
+    models = frame_with(at, "weights from").set_index("model")
+    for n, thr in thresholds.items():
+        assert models.loc[n, "threshold"] == thr
+        assert models.loc[n, "threshold source"] == f"EER threshold of {n} on validation"
+    per_source = [d.value for d in at.dataframe if "per group" in d.value.columns]
+    assert len(per_source) == 3 and list(per_source[0]["per group"]) == ["a", "b"]
+    assert any("leave-one-source-out" in m.value for m in at.markdown)
+
+    data = write_clip(tmp_path / "x.wav", 5.0, seed=12).read_bytes()
+    want = Detector.from_set("shipped", models=",".join(thresholds), weights_dir=folder,
+                             allow_download=False).score(data, "x.wav")
+    at.switch_page("pages/1_Analyze_a_file.py").run()
+    at.file_uploader(key="analyze_upload").upload("x.wav", data, "audio/wav")
+    at.run()
+    no_exception(at)
+    table = next(d.value for d in at.dataframe if "P(fake)" in d.value.columns).set_index("model")
+    for n, thr in thresholds.items():
+        assert table.loc[n, "threshold"] == thr
+        assert table.loc[n, "P(fake)"] == pytest.approx(want.models[n].p_fake, abs=1e-9)
+        assert table.loc[n, "verdict"] == ("fake" if want.models[n].p_fake >= thr else "real")
