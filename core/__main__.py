@@ -301,7 +301,12 @@ def cmd_score(args: argparse.Namespace) -> int:
                 print(format_result(res, det), flush=True)
                 print()
     if args.json:
-        json.dump(json_safe([r.as_dict() for r in results]), sys.stdout, indent=1, allow_nan=False)
+        docs = []
+        for r in results:
+            d = r.as_dict()
+            d["warnings"] = r.warnings(det.shortest_window_s)  # including "shorter than a window"
+            docs.append(d)
+        json.dump(json_safe(docs), sys.stdout, indent=1, allow_nan=False)
         sys.stdout.write("\n")
     else:
         print("P(fake): higher = more likely fake; verdict 'fake' when P(fake) >= threshold.")

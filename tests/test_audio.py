@@ -94,6 +94,41 @@ def test_espeak_speech(espeak_wav):
     assert -30 < a.facts.peak_dbfs <= 0
 
 
+SPEECH_FORMATS = [("wav", "WAV", "PCM_16"), ("wav", "WAV", "PCM_24"), ("wav", "WAV", "PCM_32"),
+                  ("wav", "WAV", "FLOAT"), ("flac", "FLAC", "PCM_16"), ("ogg", "OGG", "VORBIS"),
+                  ("opus", "OGG", "OPUS"), ("mp3", "MP3", "MPEG_LAYER_III")]
+
+
+def band_energies(x: np.ndarray, frame: int = 512) -> np.ndarray:
+    """Log energy per frame in 8 bands: a coarse spectro-temporal envelope."""
+    n = len(x) // frame
+    spec = np.abs(np.fft.rfft(x[: n * frame].reshape(n, frame) * np.hanning(frame), axis=1)) ** 2
+    bands = np.array_split(spec[:, 1:], 8, axis=1)
+    return np.log10(np.stack([b.sum(axis=1) for b in bands], axis=1) + 1e-8)
+
+
+@pytest.mark.parametrize("ext,fmt,subtype", SPEECH_FORMATS)
+def test_espeak_speech_in_every_format(espeak_wav, make, ext, fmt, subtype):
+    ref = load_audio(espeak_wav).samples  # 16 kHz: a rate every codec accepts (opus included)
+    p = make.write(f"speech_{subtype}.{ext}", ref, TARGET_SR, format=fmt, subtype=subtype)
+    a = load_audio(p)
+    assert a.facts.codec == subtype and a.facts.original_rate == TARGET_SR
+    if subtype in ("VORBIS", "OPUS", "MPEG_LAYER_III"):
+        assert a.facts.lossy
+        assert a.facts.duration_s == pytest.approx(len(ref) / TARGET_SR, abs=0.1)
+        # codecs delay the signal a little: align on the cross-correlation peak, then compare envelopes
+        n = min(len(ref), len(a.samples))
+        lag = int(np.argmax(np.correlate(a.samples[:n], ref[:n][2000:6000], mode="valid"))) - 2000
+        y = a.samples[max(0, lag):][: n - abs(lag)]
+        r = ref[: len(y)]
+        e1, e2 = band_energies(r), band_energies(y)
+        assert np.corrcoef(e1.ravel(), e2.ravel())[0, 1] > 0.9
+    else:
+        assert len(a.samples) == len(ref)
+        tol = {"PCM_16": 1e-4, "PCM_24": 1e-6, "PCM_32": 1e-7, "FLOAT": 0.0}[subtype]
+        assert np.max(np.abs(a.samples - ref)) <= tol + 1e-9
+
+
 @pytest.mark.skipif(not (SHARED_DATA / "manifest.csv").is_file(), reason="../shared/data not present")
 def test_shared_data_clips_decode():
     import csv
