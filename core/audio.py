@@ -12,6 +12,7 @@ import io
 import math
 import os
 import re
+from fractions import Fraction
 import stat
 from dataclasses import asdict, dataclass, field
 from typing import BinaryIO, Iterator
@@ -144,25 +145,45 @@ def _to_mono(block: np.ndarray) -> np.ndarray:
     return block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0].astype(np.float32)
 
 
+MAX_RESAMPLE_UNITS = 1 << 20  # bounds torchaudio's sinc kernel (about unit_in x unit_out floats)
+
+
+def _rate_units(orig: int) -> tuple[int, int]:
+    """(unit_in, unit_out): the smallest whole-sample ratio for orig -> 16 kHz.
+
+    Every common rate gives small units (44.1 kHz: 441 -> 160). A rate sharing no factor
+    with 16 kHz (say 16001 Hz, from a damaged header) would need a 16000 x 16001 kernel (1 GB,
+    minutes to build); it is approximated by the closest small ratio instead (a timing error
+    of well under 0.1%, far below what changes a score).
+    """
+    g = math.gcd(orig, TARGET_SR)
+    unit_in, unit_out = orig // g, TARGET_SR // g
+    limit = 1000
+    while unit_in * unit_out > MAX_RESAMPLE_UNITS and limit >= 1:
+        f = Fraction(TARGET_SR, orig).limit_denominator(limit)
+        unit_in, unit_out = f.denominator, f.numerator
+        limit //= 2
+    return unit_in, unit_out
+
+
 def _resample_blocks(blocks: Iterator[np.ndarray], orig: int) -> Iterator[np.ndarray]:
     """Resample a stream of mono blocks to 16 kHz, seamless across block edges.
 
     Each block is resampled with real neighbouring samples on both sides (zeros at the
     file's ends, as a whole-file resample would see), then the middle is kept.
     """
-    if orig == TARGET_SR:
+    unit_in, unit_out = _rate_units(orig)
+    if unit_in == unit_out:
         yield from blocks
         return
-    g = math.gcd(orig, TARGET_SR)
-    unit_in, unit_out = orig // g, TARGET_SR // g
     ctx_units = max(1, math.ceil(_RESAMPLE_CONTEXT_S * orig / unit_in))
     ctx = ctx_units * unit_in
 
     def emit(left: np.ndarray, cur: np.ndarray, right: np.ndarray) -> np.ndarray:
         x = np.concatenate([left, cur, right])
-        y = AF.resample(torch.from_numpy(x), orig, TARGET_SR).numpy()
+        y = AF.resample(torch.from_numpy(x), unit_in, unit_out).numpy()
         start = ctx_units * unit_out
-        n_out = math.ceil(len(cur) * TARGET_SR / orig)
+        n_out = math.ceil(len(cur) * unit_out / unit_in)
         return y[start:start + n_out].astype(np.float32)
 
     left = np.zeros(ctx, np.float32)

@@ -545,3 +545,34 @@ def test_cli_exits_non_zero_when_nothing_scored(make, fast_weights):
     assert r.returncode == 1
     doc = json.loads(r.stdout)
     assert all(d["error"] for d in doc) and len(doc) == 2
+
+
+# ============================================================================ found by the fuzz campaign
+
+
+@pytest.mark.parametrize("rate", [16001, 44101, 22254, 1001])
+def test_odd_header_rates_resample_with_a_small_kernel(make, monkeypatch, rate):
+    """A header rate sharing no factor with 16 kHz (16001 Hz came from a flipped byte) once made
+    torchaudio build a 16000 x 16001 sinc kernel (1 GB, minutes). Now a close small ratio is used:
+    the kernel stays small and the tone stays at its frequency."""
+    import core.audio as audio
+
+    calls = []
+    real = audio.AF.resample
+
+    def spy(x, orig, new, *a, **k):
+        calls.append((orig, new))
+        return real(x, orig, new, *a, **k)
+
+    monkeypatch.setattr(audio.AF, "resample", spy)
+    f0 = 300.0
+    n = int(rate * 2.0)
+    x = (0.5 * np.sin(2 * np.pi * f0 * np.arange(n) / rate)).astype(np.float32)
+    a = load_audio(make.write(f"odd_{rate}.wav", x, rate, subtype="FLOAT"))
+    assert a.facts.original_rate == rate
+    assert all(o * w <= audio.MAX_RESAMPLE_UNITS for o, w in calls)
+    assert bool(calls) == (rate != 16001)     # 16001 Hz is read as 16 kHz (a 60 ppm timing error)
+    assert a.facts.duration_s == pytest.approx(n / rate, rel=1e-3)
+    spec = np.abs(np.fft.rfft(a.samples * np.hanning(len(a.samples))))
+    peak_hz = np.argmax(spec) * SR / len(a.samples)
+    assert peak_hz == pytest.approx(f0, abs=1.0)
