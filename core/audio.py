@@ -9,6 +9,7 @@ cannot read (m4a/aac, ...) goes through torchcodec, which needs ffmpeg installed
 from __future__ import annotations
 
 import io
+import itertools
 import math
 import os
 import re
@@ -33,6 +34,8 @@ SILENCE_FRAME = 320         # 20 ms at 16 kHz
 SILENCE_ABS_DB = -50.0      # frames quieter than this are silent ...
 SILENCE_REL_DB = 45.0       # ... and so are frames this far below the loudest frame
 _RESAMPLE_CONTEXT_S = 0.05  # filter context carried across block edges
+_TC_CHUNK_S = 30.0          # ffmpeg (torchcodec) decodes this many seconds at a time ...
+_TC_MIN_CHUNK_S = 0.25      # ... and down to this much around damage
 MAX_PLAUSIBLE_PEAK = 65536.0  # float samples beyond this (+96 dBFS) are not audio: damaged or random data
 MAX_BLOCK_SAMPLES = 1 << 22  # native samples (frames x channels) decoded at once: bounds memory
                              # whatever rate/channel count a (possibly hostile) header claims
@@ -222,7 +225,8 @@ class AudioReader:
         self.name = name or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else "<upload>")
         self._source = source
         self._sf: sf.SoundFile | None = None
-        self._fallback: tuple[np.ndarray, int, str] | None = None
+        self._fallback: tuple | None = None   # (torchcodec chunk iterator, first chunk)
+        self._tc_damaged = False
         self._acc = _FactsAccumulator()
         self._done = False
         self._open()
@@ -264,10 +268,10 @@ class AudioReader:
             if self._sf is not None:
                 self._sf.close()
             self._sf = None
-            data, rate, codec = self._decode_torchcodec(sf_err)
-            self._fallback = (data, rate, codec)
-            self.original_rate, self.channels = rate, data.shape[1]
-            container, self.frames_hint, self._decoder = "ffmpeg", len(data), "torchcodec"
+            channels, rate, codec, duration = self._decode_torchcodec(sf_err)
+            self.original_rate, self.channels = rate, channels
+            self.frames_hint = int(duration * rate) if duration > 0 else len(self._fallback[1])
+            container, self._decoder = "ffmpeg", "torchcodec"
         if self.original_rate <= 0 or self.channels <= 0:
             self.close()
             raise AudioError(f"{self.name}: the header is invalid (rate {self.original_rate}, "
@@ -278,7 +282,10 @@ class AudioReader:
         self.facts = AudioFacts(self.name, container, codec, self.original_rate, self.channels,
                                 duration_s=self.frames_hint / self.original_rate, decoder=self._decoder)
 
-    def _decode_torchcodec(self, sf_err: Exception) -> tuple[np.ndarray, int, str]:
+    def _decode_torchcodec(self, sf_err: Exception) -> tuple[int, int, str, float]:
+        """Open with ffmpeg and decode the first chunk; the rest streams chunk by chunk.
+
+        Returns (channels, rate, codec, duration from the header or 0)."""
         try:
             from torchcodec.decoders import AudioDecoder
         except Exception:  # ImportError, or torchcodec's own error when ffmpeg libs are missing
@@ -292,23 +299,57 @@ class AudioReader:
             src = src.read()
         try:
             dec = AudioDecoder(os.fspath(src) if isinstance(src, (str, os.PathLike)) else bytes(src))
-            samples = dec.get_all_samples()
-            data = samples.data.numpy().T.astype(np.float32)
-            rate = int(samples.sample_rate)
-            codec = str(getattr(dec.metadata, "codec", "") or "unknown")
+            md = dec.metadata
+            rate_md, ch_md = int(getattr(md, "sample_rate", 0) or 0), int(getattr(md, "num_channels", 0) or 0)
+            chunk_s = _TC_CHUNK_S
+            if rate_md > 0 and ch_md > 0:  # a chunk holds at most about MAX_BLOCK_SAMPLES samples
+                chunk_s = max(0.05, min(_TC_CHUNK_S, MAX_BLOCK_SAMPLES / (rate_md * ch_md)))
+            start = float(getattr(md, "begin_stream_seconds", 0.0) or 0.0)
+            codec = str(getattr(md, "codec", "") or "unknown")
+            duration = float(getattr(md, "duration_seconds", 0.0) or 0.0)
+            self._tc_error: Exception | None = None
+            chunks = self._tc_chunks(dec, start, chunk_s)
+            first = next(chunks, None)
+            if first is None:
+                raise self._tc_error or AudioError("no audio samples")
         except Exception as e:
             raise AudioError(f"{self.name}: cannot decode: not a supported audio file "
                              f"({_short(sf_err)}; ffmpeg: {_short(e)}). Supported: {SUPPORTED}.") from None
-        if data.size == 0:
-            raise AudioError(f"{self.name}: the file contains no audio samples")
-        return data, rate, codec
+        self._fallback = (chunks, first)
+        return first.shape[1], self._tc_rate, codec, duration if math.isfinite(duration) else 0.0
+
+    def _tc_chunks(self, dec, t: float, chunk_s: float) -> Iterator[np.ndarray]:
+        """[frames, channels] chunks from t on. A chunk ffmpeg cannot decode (a damaged or cut
+        file) is retried in halves, so everything up to the damage is kept."""
+        step = chunk_s
+        while True:
+            try:
+                s = dec.get_samples_played_in_range(t, t + step)
+            except Exception as e:
+                if "No audio frames" in str(e):    # past the end
+                    return
+                if step <= _TC_MIN_CHUNK_S:
+                    self._tc_error, self._tc_damaged = e, True
+                    return
+                step /= 2
+                continue
+            x = s.data.numpy().T.astype(np.float32)
+            if len(x) == 0:
+                return
+            self._tc_rate = int(s.sample_rate)
+            yield x
+            t += step
+            step = min(chunk_s, step * 2)
 
     # -- streaming ---------------------------------------------------------
     def _native_blocks(self, block_frames: int) -> Iterator[np.ndarray]:
         if self._fallback is not None:
-            data = self._fallback[0]
-            for i in range(0, len(data), block_frames):
-                yield data[i:i + block_frames]
+            chunks, first = self._fallback
+            self._fallback = (chunks, None)
+            for chunk in itertools.chain([first], chunks):
+                for i in range(0, len(chunk), block_frames):
+                    yield chunk[i:i + block_frames]
+            self.truncated = self._tc_damaged
             return
         assert self._sf is not None
         while True:
