@@ -1,6 +1,8 @@
 """Analyze a file: upload, listen, see the waveform and spectrogram, the verdict, where it looks fake."""
 
+import json
 import mimetypes
+from pathlib import Path
 
 import streamlit as st
 
@@ -75,6 +77,9 @@ def main() -> None:
 
     st.subheader("Where it looks fake")
     choices = tables.window_choices(res)
+    if len(choices) < len(res.ensemble.windows):
+        st.caption(f"Offering the {len(choices)} highest-scoring of {len(res.ensemble.windows)} half-second "
+                   "cells (every cell over threshold first).")
     labels = ["the start"] + [f"{a:.1f}-{b:.1f} s · P(fake) {p:.3f}" + (" · over threshold" if over else "")
                               for a, b, p, over in choices]
     pick = st.selectbox("Play from", range(len(labels)), format_func=lambda i: labels[i],
@@ -93,12 +98,19 @@ def main() -> None:
         view = audio_view(state.upload_hash(up), data, up.name)
     except DetectorError as e:
         st.error(str(e))
+    except Exception as e:  # the verdict stands even if drawing fails
+        st.error(f"{up.name}: cannot draw the audio ({type(e).__name__}: {e})")
     else:
         st.plotly_chart(plots.waveform_figure(view), key="analyze_waveform")
         st.plotly_chart(plots.spectrogram_figure(view), key="analyze_spectrogram")
 
-    with st.expander("Full result (JSON)"):
-        st.json(res.as_dict(), expanded=False)
+    full = res.as_dict()
+    st.download_button("Download the full result (JSON)", json.dumps(full, indent=1, default=str),
+                       file_name=f"{Path(up.name).stem}.deepfake.json", mime="application/json",
+                       key="analyze_json")
+    if sum(len(m.windows) for m in res.models.values()) <= 2000:
+        with st.expander("Full result (JSON)"):
+            st.json(full, expanded=False)
 
 
 main()

@@ -206,3 +206,14 @@ def test_one_detector_scores_two_files_at_once_without_mixing(seed_weights, tmp_
         assert r.file == n
         for m in APP_MODELS:
             assert r.models[m].p_fake == pytest.approx(alone[n].models[m].p_fake, abs=1e-6)
+
+
+def test_window_choices_stay_bounded_for_long_files():
+    cells = [(i * 0.5, i * 0.5 + 0.5, p) for i, p in enumerate(np.linspace(0, 1, 1000) ** 3)]
+    r = _result("long.wav", {"a": 0.5}, ens_windows=cells)
+    short = tables.window_choices(r, limit=2000)
+    assert len(short) == 1000 and [c[0] for c in short] == [c[0] for c in cells]
+    few = tables.window_choices(r, limit=50)
+    assert len(few) == 50 and [c[0] for c in few] == sorted(c[0] for c in few)
+    assert all(c[3] for c in few)  # cells over threshold come first: the top 50 are all over 0.5
+    assert min(c[2] for c in few) >= sorted(c[2] for c in cells)[-50]

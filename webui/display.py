@@ -17,7 +17,7 @@ import torchaudio
 from core.audio import TARGET_SR, AudioFacts, AudioReader
 
 SPEC_N_FFT = 1024
-SPEC_HOP = 160          # 10 ms
+SPEC_HOP = 160          # 10 ms (short files; longer ones get a longer hop)
 SPEC_N_MELS = 96
 DB_RANGE = 80.0         # the colour scale spans the loudest 80 dB
 
@@ -57,14 +57,16 @@ def audio_view(source, name: str | None = None, max_columns: int = 1500) -> Audi
 
     Raises core.errors.AudioError for a file the engine cannot read.
     """
-    mel = torchaudio.transforms.MelSpectrogram(
-        sample_rate=TARGET_SR, n_fft=SPEC_N_FFT, hop_length=SPEC_HOP, n_mels=SPEC_N_MELS,
-        f_min=0.0, f_max=TARGET_SR / 2, center=False, power=2.0)
     with AudioReader(source, name) as reader:
         hint = reader.facts.duration_s or 600.0
-        # fine resolution chosen from the header's duration; re-pooled at the end in any case
+        # resolution chosen from the header's duration (re-pooled at the end in any case): a long
+        # file gets a longer STFT hop (at most the FFT size, so no sample is skipped)
+        hop = int(min(SPEC_N_FFT, max(SPEC_HOP, hint * TARGET_SR / (4 * max_columns))))
+        mel = torchaudio.transforms.MelSpectrogram(
+            sample_rate=TARGET_SR, n_fft=SPEC_N_FFT, hop_length=hop, n_mels=SPEC_N_MELS,
+            f_min=0.0, f_max=TARGET_SR / 2, center=False, power=2.0)
         env_k = max(16, int(math.ceil(hint * TARGET_SR / max_columns)))
-        spec_k = max(1, int(math.ceil(hint * TARGET_SR / SPEC_HOP / max_columns)))
+        spec_k = max(1, int(math.ceil(hint * TARGET_SR / hop / max_columns)))
         env_min, env_max, spec_cols = [], [], []
         env_rest = np.zeros(0, np.float32)
         spec_carry = np.zeros(0, np.float32)       # samples not yet covered by a full STFT frame
@@ -78,11 +80,11 @@ def audio_view(source, name: str | None = None, max_columns: int = 1500) -> Audi
             env_min.append(lo)
             env_max.append(hi)
             y = np.concatenate([spec_carry, block])
-            frames = (len(y) - SPEC_N_FFT) // SPEC_HOP + 1 if len(y) >= SPEC_N_FFT else 0
+            frames = (len(y) - SPEC_N_FFT) // hop + 1 if len(y) >= SPEC_N_FFT else 0
             if frames > 0:
                 with torch.no_grad():
-                    p = mel(torch.from_numpy(y[: (frames - 1) * SPEC_HOP + SPEC_N_FFT])).numpy()
-                spec_carry = y[frames * SPEC_HOP:]
+                    p = mel(torch.from_numpy(y[: (frames - 1) * hop + SPEC_N_FFT])).numpy()
+                spec_carry = y[frames * hop:]
                 pooled, spec_rest = _pool(np.concatenate([spec_rest, p], axis=1), spec_k, "mean")
                 spec_cols.append(pooled)
             else:
@@ -107,7 +109,7 @@ def audio_view(source, name: str | None = None, max_columns: int = 1500) -> Audi
     if k3 > 1:
         pad = (-power.shape[1]) % k3
         power = np.pad(power, ((0, 0), (0, pad)), mode="edge").reshape(SPEC_N_MELS, -1, k3).mean(2)
-    col_s = spec_k * k3 * SPEC_HOP / TARGET_SR
+    col_s = spec_k * k3 * hop / TARGET_SR
     spec_t = (np.arange(power.shape[1]) + 0.5) * col_s + SPEC_N_FFT / 2 / TARGET_SR
     db = 10.0 * np.log10(np.maximum(power, 1e-12))
     if db.size:

@@ -58,6 +58,8 @@ def timeline_figure(res: FileResult, selected: float | None = None) -> go.Figure
     """Per-window P(fake) of each model and the ensemble; ensemble spans over threshold shaded."""
     fig = go.Figure()
     ens = res.ensemble
+    shapes: list[dict] = []
+    notes: list[dict] = []
     for i, (name, m) in enumerate(res.models.items()):
         if m.p_fake is None or not m.windows:
             continue
@@ -85,13 +87,21 @@ def timeline_figure(res: FileResult, selected: float | None = None) -> go.Figure
             ys += [w.p_fake, w.p_fake]
         fig.add_trace(go.Scatter(x=xs, y=ys, name=ENSEMBLE, mode="lines",
                                  line=dict(width=3, color=ENSEMBLE_COLOUR)))
-        for a, b in over_threshold_spans(ens.windows, ens.threshold):
-            fig.add_vrect(x0=a, x1=b, fillcolor=FAKE_COLOUR, opacity=0.15, line_width=0, layer="below")
-        fig.add_hline(y=ens.threshold, line=dict(dash="dash", color=FAKE_COLOUR, width=1),
-                      annotation_text=f"ensemble threshold {ens.threshold:.3f}", annotation_position="top left")
+        # shapes in one go: add_vrect per span re-validates the layout each time (slow for long files)
+        shapes += [dict(type="rect", xref="x", yref="paper", x0=a, x1=b, y0=0, y1=1, fillcolor=FAKE_COLOUR,
+                        opacity=0.15, line_width=0, layer="below")
+                   for a, b in over_threshold_spans(ens.windows, ens.threshold)]
+        shapes.append(dict(type="line", xref="paper", yref="y", x0=0, x1=1, y0=ens.threshold,
+                           y1=ens.threshold, line=dict(dash="dash", color=FAKE_COLOUR, width=1)))
+        notes.append(dict(xref="paper", yref="y", x=0, y=ens.threshold, xanchor="left", yanchor="bottom",
+                          text=f"ensemble threshold {ens.threshold:.3f}", showarrow=False,
+                          font=dict(size=11, color=FAKE_COLOUR)))
     if selected is not None:
-        fig.add_vline(x=selected, line=dict(color="#1f77b4", width=2), annotation_text="play from",
-                      annotation_position="bottom right")
+        shapes.append(dict(type="line", xref="x", yref="paper", x0=selected, x1=selected, y0=0, y1=1,
+                           line=dict(color="#1f77b4", width=2)))
+        notes.append(dict(xref="x", yref="paper", x=selected, y=0, xanchor="left", yanchor="bottom",
+                          text="play from", showarrow=False, font=dict(size=11, color="#1f77b4")))
+    fig.update_layout(shapes=shapes, annotations=notes)
     end = res.facts.duration_s if res.facts else None
     fig.update_xaxes(title="Time (s)", range=[0, end] if end else None)
     fig.update_yaxes(title=P_AXIS, range=[-0.02, 1.02])

@@ -97,12 +97,20 @@ def facts_rows(res: FileResult) -> list[tuple[str, str]]:
     ]
 
 
-def window_choices(res: FileResult) -> list[tuple[float, float, float, bool]]:
-    """(start, end, P(fake), over threshold) for the ensemble timeline's cells, in time order."""
+def window_choices(res: FileResult, limit: int = 120) -> list[tuple[float, float, float, bool]]:
+    """(start, end, P(fake), over threshold) of the ensemble timeline's cells to offer as play positions.
+
+    Every cell, in time order, when there are at most `limit`; for a long file the cells over
+    threshold and the highest-scoring others, `limit` in all, still in time order.
+    """
     ens = res.ensemble
     if ens is None or ens.p_fake is None:
         return []
-    return [(w.start, w.end, w.p_fake, w.p_fake >= ens.threshold) for w in ens.windows]
+    cells = [(w.start, w.end, w.p_fake, w.p_fake >= ens.threshold) for w in ens.windows]
+    if len(cells) <= limit:
+        return cells
+    keep = sorted(range(len(cells)), key=lambda i: (not cells[i][3], -cells[i][2], i))[:limit]
+    return [cells[i] for i in sorted(keep)]
 
 
 def over_threshold_spans(windows, threshold: float) -> list[tuple[float, float]]:
