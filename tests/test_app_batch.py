@@ -195,3 +195,30 @@ def test_sessions_do_not_share_batches(app_env, clips):
     assert b.radio(key="compare_source").value == "uploads"
     assert any("score a batch on the Batch scoring page" in i.value for i in b.info)
     assert not b.get("plotly_chart")
+
+
+def test_a_failing_model_leaves_the_others_in_the_row(app_env, engine, clips, monkeypatch):
+    from core.loading import LoadedModel
+
+    original = LoadedModel.p_fake
+
+    def broken(self, feats):
+        if self.name == "lstm":
+            raise RuntimeError("simulated lstm failure")
+        return original(self, feats)
+
+    monkeypatch.setattr(LoadedModel, "p_fake", broken)
+    at = new_app(PAGE)
+    at.file_uploader(key="batch_upload").upload("one.wav", (clips / "one.wav").read_bytes(), "audio/wav")
+    at.run()
+    at.button(key="batch_run").click().run()
+    no_exception(at)
+    row = table(at).iloc[0]
+    assert np.isnan(row["p_fake_lstm"]) and "lstm: RuntimeError: simulated lstm failure" in row["error"]
+    monkeypatch.setattr(LoadedModel, "p_fake", original)
+    exp = engine.score((clips / "one.wav").read_bytes())
+    others = [m for m in APP_MODELS if m != "lstm"]
+    for m in others:
+        assert row[f"p_fake_{m}"] == pytest.approx(exp.models[m].p_fake, abs=2e-6)
+    assert row["p_fake_ensemble"] == pytest.approx(np.mean([exp.models[m].p_fake for m in others]), abs=2e-6)
+    assert any("model lstm failed" in w.value for w in at.warning)

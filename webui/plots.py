@@ -151,13 +151,14 @@ def grouped_bars_figure(scores: pd.DataFrame, threshold: float | None = None) ->
 
 def heatmap_figure(scores: pd.DataFrame) -> go.Figure:
     z = scores.to_numpy(dtype=float)
+    small = len(scores) <= 60  # numbers in the cells only while they are readable
     fig = go.Figure(go.Heatmap(
         z=z, x=list(scores.columns), y=list(scores.index), zmin=0, zmax=1, colorscale="RdYlGn_r",
         name="P(fake)", colorbar=dict(title=dict(text="P(fake)")),
-        text=np.vectorize(lambda v: "" if np.isnan(v) else f"{v:.2f}")(z) if z.size else None,
-        texttemplate="%{text}", hovertemplate="%{y}<br>%{x}: %{z:.3f}<extra></extra>"))
-    fig.update_yaxes(autorange="reversed")
-    return _layout(fig, "Files x models: P(fake)", height=max(300, 60 + 22 * len(scores)))
+        text=[["" if np.isnan(v) else f"{v:.2f}" for v in row] for row in z] if small and z.size else None,
+        texttemplate="%{text}" if small else None, hovertemplate="%{y}<br>%{x}: %{z:.3f}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", showticklabels=small)
+    return _layout(fig, "Files x models: P(fake)", height=int(np.clip(60 + 22 * len(scores), 300, 1200)))
 
 
 def matrix_figure(m: pd.DataFrame, title: str, zmin: float, zmax: float, fmt: str = "{:.2f}") -> go.Figure:
