@@ -33,6 +33,8 @@ import logging
 import math
 import os
 import re
+import signal
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -99,7 +101,9 @@ class ScorerActor:
 
     Input batches are `{"path": [...], "name": [...]}` (the absolute path to read, and the name
     the row carries: the path as the sources gave it, as the local engine writes it). Output
-    batches are `{"name": [...], "row": [json], "audio_s": [...]}`; a row is
+    batches are `{"name": [...], "row": [json], "audio_s": [...], "cpu_s": [...], "load_cpu_s": [...]}`
+    (seconds of audio scored, the actor's CPU seconds per row, and its model-loading CPU seconds
+    once); a row is
     `result_to_row(result, model_names)` serialised as JSON (exact for floats) so that the
     driver writes byte-identical lines to the local engine's.
     """
@@ -111,9 +115,11 @@ class ScorerActor:
 
         if threads:
             torch.set_num_threads(int(threads))
+        c0 = time.process_time()
         # load errors (a missing checkpoint on this node, ...) stop the job: they are not
         # rows, or a resume would skip every file this worker touched
         self.detector = Detector.from_set(**detector_kwargs)
+        self.load_cpu_s = time.process_time() - c0   # reported once, with the first batch
         self.device = "cpu"
         if use_gpu and torch.cuda.is_available():
             self.device = "cuda"
@@ -124,6 +130,7 @@ class ScorerActor:
     def __call__(self, batch: dict) -> dict:
         from .batch import result_to_row
 
+        c0 = time.process_time()
         paths = [str(p) for p in batch["path"]]
         names = [str(n) for n in batch["name"]]
         rows, audio = [], []
@@ -131,7 +138,11 @@ class ScorerActor:
             rows.append(json.dumps(result_to_row(res, self.names)))
             audio.append(float(res.facts.duration_s) if res.facts is not None and res.ensemble is not None
                          and res.ensemble.p_fake is not None else 0.0)
-        return {"name": names, "row": rows, "audio_s": audio}
+        # CPU seconds this actor process spent (all its threads), shared out over the rows
+        cpu = (time.process_time() - c0) / max(1, len(rows))
+        load, self.load_cpu_s = self.load_cpu_s, 0.0
+        return {"name": names, "row": rows, "audio_s": audio, "cpu_s": [cpu] * len(rows),
+                "load_cpu_s": [load] + [0.0] * (len(rows) - 1)}
 
     def _score(self, names: list[str], paths: list[str]):
         try:
@@ -188,6 +199,10 @@ def _connect(ray, address: str | None, runtime_env: dict | None, init_kwargs: di
     else:
         kw.update(address=address)
     kw.update(init_kwargs or {})
+    # ray.init installs its own SIGTERM handler (exit at once); keep the caller's, so that the
+    # CLI's SIGTERM stops between rows and says "interrupted", as the local engine does
+    main = threading.current_thread() is threading.main_thread()
+    caller_sigterm = signal.getsignal(signal.SIGTERM) if main else None
     try:
         ray.init(**kw)
     except ConnectionError as e:
@@ -198,6 +213,8 @@ def _connect(ray, address: str | None, runtime_env: dict | None, init_kwargs: di
             raise
         raise ConfigError(f"cannot connect to the Ray cluster at {address!r} "
                           f"({type(e).__name__}: {e}); check --address (auto, or ray://HOST:10001)") from None
+    if main and callable(caller_sigterm):
+        signal.signal(signal.SIGTERM, caller_sigterm)
     return True
 
 
@@ -226,7 +243,8 @@ def run_batch_ray(sources: Iterable[str | os.PathLike], out_csv: str | os.PathLi
                   revision: str | None = None, detector_options: dict | None = None,
                   threads: int | None = None, progress: Callable[[int, int], None] | None = None,
                   on_start: Callable[["BatchSummary", int], None] | None = None,
-                  runtime_env: dict | None = None, ray_init_kwargs: dict | None = None) -> "BatchSummary":
+                  runtime_env: dict | None = None, ray_init_kwargs: dict | None = None,
+                  stats: dict | None = None) -> "BatchSummary":
     """Score every audio file named by `sources` into `out_csv` on Ray, one row per file.
 
     The same rows, columns, error rows and resume rule as `core.batch.run_batch` (rows arrive
@@ -237,7 +255,9 @@ def run_batch_ray(sources: Iterable[str | os.PathLike], out_csv: str | os.PathLi
     `cpus_per_worker` each) each load the model set once; `gpus_per_worker` defaults to 1 when
     the cluster has GPUs, else 0. `detector_options` go to `Detector` (hop_fraction, window_s,
     batch_size, decode_workers). `progress(done, todo)` and `on_start(summary, todo)` behave as
-    in `run_batch`.
+    in `run_batch`. A `stats` dict, if given, receives `workers`, `worker_cpu_s` (CPU seconds
+    the actors spent scoring, summed over actors) and `worker_load_cpu_s` (spent loading models):
+    what a CPU-hour buys, whatever else shares the machines.
     """
     t0 = time.monotonic()
     if files_per_batch < 1:
@@ -287,7 +307,8 @@ def run_batch_ray(sources: Iterable[str | os.PathLike], out_csv: str | os.PathLi
                 _run_on_ray(ray, todo, columns, detector_kwargs, summary, fd, fsync, progress,
                             address=address, num_workers=num_workers, cpus_per_worker=cpus_per_worker,
                             gpus_per_worker=gpus_per_worker, files_per_batch=files_per_batch,
-                            threads=threads, runtime_env=runtime_env, ray_init_kwargs=ray_init_kwargs)
+                            threads=threads, runtime_env=runtime_env, ray_init_kwargs=ray_init_kwargs,
+                            stats=stats if stats is not None else {})
         finally:
             os.close(fd)
     summary.seconds = time.monotonic() - t0
@@ -323,20 +344,23 @@ def _quiet_data_context(ray):
 
 
 def _run_on_ray(ray, todo, columns, detector_kwargs, summary, fd, fsync, progress, *, address, num_workers,
-                cpus_per_worker, gpus_per_worker, files_per_batch, threads, runtime_env, ray_init_kwargs):
+                cpus_per_worker, gpus_per_worker, files_per_batch, threads, runtime_env, ray_init_kwargs, stats):
     started = _connect(ray, address, runtime_env, ray_init_kwargs)
     try:
         n_workers, cpus, gpus = _plan_workers(ray, num_workers, cpus_per_worker, gpus_per_worker)
         with _quiet_data_context(ray):
-            _stream_rows(ray, todo, columns, detector_kwargs, summary, fd, fsync, progress, n_workers=n_workers,
-                         cpus=cpus, gpus=gpus, files_per_batch=files_per_batch, threads=threads)
+            stats.update(workers=n_workers, cpus_per_worker=cpus, gpus_per_worker=gpus, worker_cpu_s=0.0,
+                         worker_load_cpu_s=0.0)
+            _stream_rows(ray, todo, columns, detector_kwargs, summary, fd, fsync, progress, stats,
+                         n_workers=n_workers, cpus=cpus, gpus=gpus, files_per_batch=files_per_batch,
+                         threads=threads)
     finally:
         if started:
             ray.shutdown()
 
 
-def _stream_rows(ray, todo, columns, detector_kwargs, summary, fd, fsync, progress, *, n_workers, cpus, gpus,
-                 files_per_batch, threads):
+def _stream_rows(ray, todo, columns, detector_kwargs, summary, fd, fsync, progress, stats, *, n_workers, cpus,
+                 gpus, files_per_batch, threads):
     from .batch import _row_bytes, _write_all
 
     # small blocks: a worker's rows reach the CSV after each batch, not after a huge block
@@ -352,6 +376,8 @@ def _stream_rows(ray, todo, columns, detector_kwargs, summary, fd, fsync, progre
     written = 0
     try:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
+            stats["worker_cpu_s"] += float(sum(batch["cpu_s"]))
+            stats["worker_load_cpu_s"] += float(sum(batch["load_cpu_s"]))
             for row_json, audio_s in zip(batch["row"], batch["audio_s"]):
                 row = json.loads(str(row_json))
                 _write_all(fd, _row_bytes(row, columns), fsync)

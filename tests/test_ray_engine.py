@@ -180,6 +180,7 @@ def test_scorer_actor_rows_equal_the_local_rows_and_never_raise(corpus, weights,
             else:
                 assert got == want, (row["file"], col, got, want)
     assert sum(a > 0 for a in out["audio_s"]) == sum(1 for r in rows if r["p_fake_ensemble"] != "")
+    assert sum(out["cpu_s"]) > 0 and out["load_cpu_s"][0] > 0 and not any(out["load_cpu_s"][1:])
 
     # a failure inside score_many for the batch: the batch is redone file by file, never raised
     real = actor.detector.score_many
@@ -198,9 +199,11 @@ def test_ray_engine_gives_the_local_rows_and_resumes(ray_local, corpus, weights,
     from core.ray_engine import run_batch_ray
 
     out = tmp_path / "ray.csv"
+    stats: dict = {}
     s = run_batch_ray([corpus["manifest"]], out, "seed", FAST_MODELS, weights, num_workers=2,
-                      files_per_batch=4, allow_download=False, fsync=False)
+                      files_per_batch=4, allow_download=False, fsync=False, stats=stats)
     assert s.total == N_FILES and s.skipped == 0
+    assert stats["workers"] == 2 and stats["worker_cpu_s"] > 0 and stats["worker_load_cpu_s"] > 0
     _, ref = read_rows(local_csv)
     assert s.errors == sum(1 for r in ref if not r["p_fake_ensemble"]) >= 6
     assert s.scored == N_FILES - s.errors
