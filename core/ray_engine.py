@@ -287,32 +287,50 @@ def run_batch_ray(sources: Iterable[str | os.PathLike], out_csv: str | os.PathLi
     summary = BatchSummary(str(out))
     files = expand_sources(sources)
     summary.total = len(files)
+    stats = stats if stats is not None else {}
     with _Lock(out):
         if resume:
             summary.repaired_bytes = repair_csv(out)
             done = read_done(out, columns)
         else:
             done = {}
-            os.truncate(out, 0)
         todo = [f for f in files if _key(f) not in done]
         summary.skipped = len(files) - len(todo)
         summary.previously_scored = sum(1 for f in files if done.get(_key(f)))
-        fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            if os.fstat(fd).st_size == 0:
-                _write_all(fd, _row_bytes({c: c for c in columns}, columns), fsync)
-            if on_start:
-                on_start(summary, len(todo))
-            if todo:
-                _run_on_ray(ray, todo, columns, detector_kwargs, summary, fd, fsync, progress,
-                            address=address, num_workers=num_workers, cpus_per_worker=cpus_per_worker,
-                            gpus_per_worker=gpus_per_worker, files_per_batch=files_per_batch,
-                            threads=threads, runtime_env=runtime_env, ray_init_kwargs=ray_init_kwargs,
-                            stats=stats if stats is not None else {})
-        finally:
-            os.close(fd)
+        # connect first: a cluster that cannot be reached leaves the output as it was
+        with _ray_session(ray, address, runtime_env, ray_init_kwargs, needed=bool(todo)):
+            plan = _plan_workers(ray, num_workers, cpus_per_worker, gpus_per_worker) if todo else None
+            if not resume:
+                os.truncate(out, 0)
+            fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                if os.fstat(fd).st_size == 0:
+                    _write_all(fd, _row_bytes({c: c for c in columns}, columns), fsync)
+                if on_start:
+                    on_start(summary, len(todo))
+                if todo:
+                    n_workers, cpus, gpus = plan
+                    stats.update(workers=n_workers, cpus_per_worker=cpus, gpus_per_worker=gpus,
+                                 worker_cpu_s=0.0, worker_load_cpu_s=0.0)
+                    with _quiet_data_context(ray):
+                        _stream_rows(ray, todo, columns, detector_kwargs, summary, fd, fsync, progress, stats,
+                                     n_workers=n_workers, cpus=cpus, gpus=gpus, files_per_batch=files_per_batch,
+                                     threads=threads)
+            finally:
+                os.close(fd)
     summary.seconds = time.monotonic() - t0
     return summary
+
+
+@contextmanager
+def _ray_session(ray, address, runtime_env, init_kwargs, needed: bool):
+    """Connected to Ray inside (when `needed`); disconnected afterwards if this opened it."""
+    started = _connect(ray, address, runtime_env, init_kwargs) if needed else False
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
 
 
 _CONTEXT = dict(
@@ -341,22 +359,6 @@ def _quiet_data_context(ray):
             setattr(ctx, k, v)
         ctx.execution_options.preserve_order = saved_order
         log.setLevel(saved_level)
-
-
-def _run_on_ray(ray, todo, columns, detector_kwargs, summary, fd, fsync, progress, *, address, num_workers,
-                cpus_per_worker, gpus_per_worker, files_per_batch, threads, runtime_env, ray_init_kwargs, stats):
-    started = _connect(ray, address, runtime_env, ray_init_kwargs)
-    try:
-        n_workers, cpus, gpus = _plan_workers(ray, num_workers, cpus_per_worker, gpus_per_worker)
-        with _quiet_data_context(ray):
-            stats.update(workers=n_workers, cpus_per_worker=cpus, gpus_per_worker=gpus, worker_cpu_s=0.0,
-                         worker_load_cpu_s=0.0)
-            _stream_rows(ray, todo, columns, detector_kwargs, summary, fd, fsync, progress, stats,
-                         n_workers=n_workers, cpus=cpus, gpus=gpus, files_per_batch=files_per_batch,
-                         threads=threads)
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def _stream_rows(ray, todo, columns, detector_kwargs, summary, fd, fsync, progress, stats, *, n_workers, cpus,

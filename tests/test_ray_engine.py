@@ -194,6 +194,27 @@ def test_scorer_actor_rows_equal_the_local_rows_and_never_raise(corpus, weights,
 
 
 @needs_ray
+def test_no_cluster_at_the_address_is_a_config_error_and_the_output_is_untouched(corpus, weights, local_csv,
+                                                                                 tmp_path, monkeypatch):
+    import ray
+
+    from core.errors import ConfigError
+    from core.ray_engine import run_batch_ray
+
+    if ray.is_initialized():
+        pytest.skip("a Ray instance is already running in this process")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "no_ray_here"))  # no cluster file of a `ray start` here
+    out = tmp_path / "kept.csv"
+    out.write_bytes(local_csv.read_bytes())
+    with pytest.raises(ConfigError, match="ray start --head"):
+        run_batch_ray([corpus["manifest"]], out, "seed", FAST_MODELS, weights, address="auto", resume=False,
+                      allow_download=False)
+    assert out.read_bytes() == local_csv.read_bytes()  # --no-resume did not wipe it: nothing ran
+    assert not ray.is_initialized()
+
+
+@needs_ray
 @pytest.mark.slow
 def test_ray_engine_gives_the_local_rows_and_resumes(ray_local, corpus, weights, local_csv, tmp_path):
     from core.ray_engine import run_batch_ray
