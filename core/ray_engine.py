@@ -99,13 +99,12 @@ class _OnDevice:
 class ScorerActor:
     """One Ray actor: loads the model set once, then scores batches of paths into CSV rows.
 
-    Input batches are `{"path": [...], "name": [...]}` (the absolute path to read, and the name
-    the row carries: the path as the sources gave it, as the local engine writes it). Output
-    batches are `{"name": [...], "row": [json], "audio_s": [...], "cpu_s": [...], "load_cpu_s": [...]}`
-    (seconds of audio scored, the actor's CPU seconds per row, and its model-loading CPU seconds
-    once); a row is
-    `result_to_row(result, model_names)` serialised as JSON (exact for floats) so that the
-    driver writes byte-identical lines to the local engine's.
+    Input batches are `{"path": [...], "name": [...]}`: the absolute path to read, and the name
+    the row carries (the path as the sources gave it, as the local engine writes it).
+    Output batches are `{"name", "row", "audio_s", "cpu_s", "load_cpu_s"}` lists: a row is
+    `result_to_row(result, model_names)` serialised as JSON (exact for floats), so the driver
+    writes the same lines as the local engine; then the seconds of audio scored, the actor's
+    CPU seconds per row, and its model-loading CPU seconds (once, with its first batch).
     """
 
     def __init__(self, detector_kwargs: dict, threads: int | None = None, use_gpu: bool = False):
