@@ -113,7 +113,7 @@ def merge(a: Pool, b: Pool) -> Pool:
                 a.names + b.names, a.origin + b.origin, a.meta + b.meta)
 
 
-def build_bank(pool: Pool, fe: FrontEnd, variants: int, seed: int, quiet: bool = False):
+def build_bank(pool: Pool, fe: FrontEnd, variants: int, seed: int, quiet: bool = False, strength: float = 1.0):
     """`variants` augmented views per clip as float16 log-mel: (feats [N, mels, frames], clip index [N])."""
     from .augment import augment
 
@@ -123,7 +123,7 @@ def build_bank(pool: Pool, fe: FrontEnd, variants: int, seed: int, quiet: bool =
     clip = np.repeat(np.arange(len(pool.audio)), variants)
     k = 0
     for i in _progress(range(len(pool.audio)), "augment", quiet=quiet):
-        views = np.stack([augment(pool.audio[i], n, rng) for _ in range(variants)])
+        views = np.stack([augment(pool.audio[i], n, rng, strength) for _ in range(variants)])
         feats[k:k + variants] = fe(torch.from_numpy(views)).half()
         k += variants
     return feats, clip
@@ -272,7 +272,8 @@ def _exclude_spec(values: list[str]) -> dict[str, set[str]]:
 
 def prepare(args, log) -> tuple[Pool, torch.Tensor, np.ndarray]:
     cache = Path(args.cache) if args.cache else None
-    key = f"{Path(args.data).resolve()}|{args.variants}|{args.seed}|{args.griffin_lim}|{sorted(args.exclude or [])}"
+    key = (f"{Path(args.data).resolve()}|{args.variants}|{args.seed}|{args.griffin_lim}|{sorted(args.exclude or [])}"
+           f"|{args.aug_strength}|{args.limit}")
     tag = hashlib.sha256(key.encode()).hexdigest()[:12]
     if cache and (cache / f"pool_{tag}.pt").is_file():
         blob = torch.load(cache / f"pool_{tag}.pt", weights_only=False)  # our own cache file, written below
@@ -289,7 +290,7 @@ def prepare(args, log) -> tuple[Pool, torch.Tensor, np.ndarray]:
         extra = griffin_lim_fakes(pool, np.random.default_rng(args.seed), quiet=args.quiet)
         log(f"added {len(extra.audio)} Griffin-Lim resynthesised fakes")
         pool = merge(pool, extra)
-    feats, clip = build_bank(pool, LOGMEL64, args.variants, args.seed, quiet=args.quiet)
+    feats, clip = build_bank(pool, LOGMEL64, args.variants, args.seed, quiet=args.quiet, strength=args.aug_strength)
     if cache:
         cache.mkdir(parents=True, exist_ok=True)
         torch.save({"pool": pool, "feats": feats, "clip": clip}, cache / f"pool_{tag}.pt")
@@ -417,10 +418,10 @@ def write_card(name: str, out_dir: Path, model: torch.nn.Module, summary: dict, 
             "clips": int(sum(is_pool)), "added_fakes_griffin_lim": int(len(is_pool) - sum(is_pool)),
             "excluded": args.exclude or [],
         },
-        "augmentation": "random 3 s crops (short clips tiled); random head/tail silence (p .3); band-limit via "
-                        "8/11.025/12 kHz (p .3); noise 10-45 dB SNR (p .3); mp3/opus/vorbis round-trip (p .35); "
-                        "gain -30..-0.5 dBFS peak (p .8); SpecAugment masks (p .5); both classes alike; "
-                        f"{args.variants} views per clip",
+        "augmentation": (f"random 3 s crops (short clips tiled); with probabilities scaled by {args.aug_strength}: "
+                         "head/tail silence (.3), band-limit via 8/11.025/12 kHz (.3), noise 10-45 dB SNR (.3), "
+                         "mp3/opus/vorbis round-trip (.35); gain -30..-0.5 dBFS peak (.8); SpecAugment masks (.5); "
+                         f"both classes alike; {args.variants} views per clip"),
         "training": {"epochs": args.final_epochs or args.epochs, "validation_fold_epochs": args.epochs,
                      "batch_size": 32, "optimizer": "AdamW 2e-3, one-cycle",
                      "loss": "BCE with logits, label 1 = fake, fake examples weighted n_real/n_fake",
@@ -462,6 +463,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--final-epochs", type=int, default=0, help="epochs of the final model (0 = --epochs)")
     p.add_argument("--search-epochs", type=int, default=2, help="DARTS architecture-search epochs")
     p.add_argument("--variants", type=int, default=6, help="augmented views per clip in the feature bank")
+    p.add_argument("--aug-strength", type=float, default=0.4,
+                   help="scales the probability of each augmentation (1.0: silence/band-limit/noise .3, codec .35)")
     p.add_argument("--folds", choices=["loso", "none"], default="loso",
                    help="leave-one-group-out validation (groups = source repo/speaker/folder), or none")
     p.add_argument("--no-griffin-lim", dest="griffin_lim", action="store_false",
