@@ -421,4 +421,6 @@ def _short(e: Exception) -> str:
     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     # torchcodec prefixes its messages with C++ function names and source locations
     msg = re.sub(r"^(?:\w+, )?\S+\.cpp:\d+, ", "", msg)
+    # soundfile names an in-memory upload by its object repr: say "the upload" instead
+    msg = re.sub(r"<_?io\.\w+ object at 0x[0-9a-fA-F]+>", "the upload", msg)
     return msg[:200]
