@@ -12,8 +12,10 @@ Rules, so the numbers mean one thing everywhere:
     (zero-padded features for the seed's front ends, tiled audio for the project's).
   * A model's file score is the mean of its window P(fake) (also reported: the max, and
     the fraction of windows over threshold).
-  * The ensemble's file score is the mean of the models' file scores (models that failed
-    are left out and named); its timeline averages the models' windows on a 0.5 s grid.
+  * The ensemble's file score is the weighted mean of the models' file scores, with the
+    weights of the set's ensemble card (equal weights without one), renormalised over the
+    models that scored (models that failed are left out and named); its timeline averages
+    the models' windows on a 0.5 s grid with the same weights.
   * Verdict: "fake" when P(fake) >= threshold; the threshold's value and source travel
     with every result.
 """
@@ -360,13 +362,21 @@ class Detector:
                 max_p_fake=float(ps.max()), frac_windows_over=float((ps >= m.threshold).mean()), **base)
         return FileResult(st.name, st.facts, out, self._ensemble(out), self.set_name)
 
+    def _ensemble_weights(self, names: list[str]) -> dict[str, float]:
+        """The ensemble card's weights over the models that scored (renormalised); equal without a card."""
+        card = self.loaded.ensemble_card or {}
+        if card.get("weights"):
+            return _normalised(card["weights"], names)
+        return {n: 1 / len(names) for n in names}
+
     def _ensemble(self, scores: dict[str, ModelScore]) -> ModelScore:
         ok = [s for s in scores.values() if s.p_fake is not None]
         thr, src = self.loaded.ensemble_threshold, self.loaded.ensemble_threshold_source
         failed = [s.name for s in scores.values() if s.p_fake is None]
         if not ok:
             return ModelScore("ensemble", None, thr, src, None, error="every model failed")
-        p = float(np.mean([s.p_fake for s in ok]))
+        weights = self._ensemble_weights([s.name for s in ok])
+        p = float(sum(weights[s.name] * s.p_fake for s in ok))
         end = max(w.end for s in ok for w in s.windows)
         grid = np.arange(0.0, max(end, 1e-9), ENSEMBLE_GRID_S)
         timeline = []
@@ -377,13 +387,22 @@ class Detector:
             for s in ok:
                 cover = [w.p_fake for w in s.windows if w.start <= mid < w.end or (w.end == end and mid <= w.end)]
                 if cover:
-                    vals.append(float(np.mean(cover)))
+                    vals.append((weights[s.name], float(np.mean(cover))))
             if vals:
-                timeline.append(WindowScore(float(g0), float(g1), float(np.mean(vals))))
+                wsum = sum(w for w, _ in vals)
+                v = sum(w * x for w, x in vals) / wsum if wsum > 0 else float(np.mean([x for _, x in vals]))
+                timeline.append(WindowScore(float(g0), float(g1), v))
         ps = np.array([w.p_fake for w in timeline]) if timeline else np.array([p])
         return ModelScore("ensemble", p, thr, src, verdict(p, thr), timeline, float(ps.max()),
                           float((ps >= thr).mean()),
-                          source=f"mean of {len(ok)} models" + (f" ({', '.join(failed)} failed)" if failed else ""))
+                          source=("weighted " if (self.loaded.ensemble_card or {}).get("weights") else "")
+                          + f"mean of {len(ok)} models" + (f" ({', '.join(failed)} failed)" if failed else ""))
+
+
+def _normalised(weights: dict[str, float], names: list[str]) -> dict[str, float]:
+    w = {n: max(0.0, float(weights.get(n, 0.0))) for n in names}
+    total = sum(w.values())
+    return {n: v / total for n, v in w.items()} if total > 0 else {n: 1 / len(names) for n in names}
 
 
 def _model_p(m: LoadedModel, feats: torch.Tensor) -> np.ndarray:

@@ -123,21 +123,34 @@ def fleiss_kappa(verdicts) -> float:
     return float((p_bar - pe) / (1 - pe))
 
 
-def fit_platt(logits, labels, iters: int = 500) -> tuple[float, float]:
-    """Fit P(fake) = sigmoid(a * logit + b) by Newton's method on the log loss (labels 1 = fake)."""
+def fit_platt(logits, labels, iters: int = 500, min_slope: float = 1e-3) -> tuple[float, float]:
+    """Fit P(fake) = sigmoid(a * logit + b) by Newton's method on the log loss (labels 1 = fake).
+
+    The slope is kept at or above `min_slope`: calibration may flatten a model that carries no
+    signal (its P(fake) then sits near the base rate) but never reverses its direction.
+    """
     x = np.asarray(logits, dtype=float).ravel()
     y = np.asarray(labels, dtype=float).ravel()
     # Platt's smoothed targets avoid infinite weights on separable data
     n_pos, n_neg = y.sum(), len(y) - y.sum()
     t = np.where(y == 1, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
-    a, b = 1.0, 0.0
-    for _ in range(iters):
-        p = 1 / (1 + np.exp(-(a * x + b)))
-        g = np.array([((p - t) * x).sum(), (p - t).sum()])
-        w = p * (1 - p) + 1e-12
-        h = np.array([[(w * x * x).sum(), (w * x).sum()], [(w * x).sum(), w.sum()]]) + 1e-9 * np.eye(2)
-        step = np.linalg.solve(h, g)
-        a, b = a - step[0], b - step[1]
-        if np.abs(step).max() < 1e-9:
-            break
+
+    def newton(a: float, b: float, fit_a: bool) -> tuple[float, float]:
+        for _ in range(iters):
+            p = 1 / (1 + np.exp(-(a * x + b)))
+            w = p * (1 - p) + 1e-12
+            if fit_a:
+                g = np.array([((p - t) * x).sum(), (p - t).sum()])
+                h = np.array([[(w * x * x).sum(), (w * x).sum()], [(w * x).sum(), w.sum()]]) + 1e-9 * np.eye(2)
+                step = np.linalg.solve(h, g)
+            else:
+                step = np.array([0.0, (p - t).sum() / w.sum()])
+            a, b = a - step[0], b - step[1]
+            if np.abs(step).max() < 1e-9:
+                break
+        return a, b
+
+    a, b = newton(1.0, 0.0, True)
+    if not np.isfinite(a) or a < min_slope:
+        a, b = newton(min_slope, 0.0, False)
     return float(a), float(b)

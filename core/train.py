@@ -584,6 +584,32 @@ def _calibrated(card: dict, p: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-(cal["a"] * _logit(p) + cal["b"])))
 
 
+def ensemble_weights(scores: dict[str, np.ndarray], labels: np.ndarray) -> dict[str, float]:
+    """Weight each model by how far its AUC beats chance; equal weights if none does."""
+    raw = {n: max(0.0, roc_auc(labels, p) - 0.5) if 0 < labels.sum() < len(labels) else 0.0
+           for n, p in scores.items()}
+    raw = {n: (0.0 if not math.isfinite(v) else v) for n, v in raw.items()}
+    total = sum(raw.values())
+    if total <= 0:
+        return {n: 1 / len(scores) for n in scores}
+    return {n: v / total for n, v in raw.items()}
+
+
+def refresh_cards(out_dir: Path, pool: Pool, names=MODEL_NAMES) -> None:
+    """Refit calibration, threshold and validation figures of written cards from their out-of-fold scores."""
+    for n in names:
+        card = json.loads((out_dir / f"{n}.json").read_text())
+        per_group = {g: {k: (float("nan") if v is None else v) for k, v in d.items()}
+                     for g, d in card["validation"]["per_group"].items()}  # JSON stores NaN as null
+        res = {"per_group": per_group, "oof": np.load(out_dir / f"{n}.oof.npy")}
+        summary = summarise(n, res, pool)
+        card["calibration"] = summary.get("calibration")
+        card["threshold"] = summary.get("threshold")
+        card["validation"].update({k: v for k, v in summary.items()
+                                   if k not in ("oof_calibrated", "calibration", "threshold")})
+        (out_dir / f"{n}.json").write_text(json.dumps(_clean(card), indent=2) + "\n")
+
+
 def write_ensemble(out_dir: Path, pool: Pool, report: Path | None, names=MODEL_NAMES, command: str = "") -> dict:
     """Ensemble = mean of the calibrated model scores; its EER threshold and the LOSO report."""
     is_pool = np.array([o == "pool" for o in pool.origin])
@@ -591,8 +617,14 @@ def write_ensemble(out_dir: Path, pool: Pool, report: Path | None, names=MODEL_N
     cards = {n: json.loads((out_dir / f"{n}.json").read_text()) for n in names}
     oof = {n: _calibrated(cards[n], np.load(out_dir / f"{n}.oof.npy")) for n in names}
     mask = is_pool & np.all([np.isfinite(v) for v in oof.values()], axis=0)
-    ens = np.mean([oof[n] for n in names], axis=0)
+    # Nested: the weights used on each held-out source are fitted on the other sources' scores only.
     y = pool.labels
+    ens = np.full(len(y), np.nan)
+    for g in sorted(set(groups[mask])):
+        w_g = ensemble_weights({n: oof[n][mask & (groups != g)] for n in names}, y[mask & (groups != g)])
+        sel = mask & (groups == g)
+        ens[sel] = sum(w_g[n] * oof[n][sel] for n in names)
+    weights = ensemble_weights({n: oof[n][mask] for n in names}, y[mask])
     no8k = np.array([m.get("original_rate", 16000) != 8000 for m in pool.meta])
 
     def figures(p: np.ndarray, thr: float | None = None) -> dict:
@@ -614,7 +646,11 @@ def write_ensemble(out_dir: Path, pool: Pool, report: Path | None, names=MODEL_N
 
     ens_fig = figures(ens)
     card = {"name": "ensemble", "set": "shipped", "members": list(names),
-            "rule": "mean of the members' calibrated P(fake)",
+            "rule": "weighted mean of the members' calibrated P(fake); weight = max(0, AUC - 0.5) on the "
+                    "pooled out-of-fold scores, normalised (equal weights when no member beats chance)",
+            "weights": weights,
+            "validation_protocol": "nested: on each held-out source the weights come from the other sources' "
+                                   "out-of-fold scores only",
             "validation": {k: v for k, v in ens_fig.items() if k != "threshold"},
             "threshold": ens_fig["threshold"],
             "threshold_source": "EER threshold of the ensemble on pooled leave-one-source-out validation scores",
@@ -628,10 +664,13 @@ def write_ensemble(out_dir: Path, pool: Pool, report: Path | None, names=MODEL_N
             "# Shipped detectors: leave-one-source-out validation", "",
             f"Generated {dt.date.today().isoformat()} by `python -m core train` on `../shared/data/manifest.csv` "
             f"({int(is_pool.sum())} clips). {command}", "",
-            "Each source repository is held out in turn; the model is trained on the other six (plus Griffin-Lim "
-            "resynthesised real clips of those six, labelled fake) and scores every held-out clip whole "
-            "(3 s windows, 50% hop, mean P(fake)). Two sources hold only real clips, so they have no EER: "
-            "their row shows the false-positive rate (real called fake) at the model's threshold.", "",
+            "Each source repository that holds both classes is held out in turn; the two sources that hold only "
+            "real clips are held out together. The model is trained on the remaining sources"
+            + (" (plus Griffin-Lim resynthesised real clips of those sources, labelled fake)"
+               if "griffinlim" in pool.origin else "")
+            + " and scores every held-out clip whole (3 s windows, 50% hop, mean P(fake)). The real-only sources "
+            "have no EER: their columns show the false-positive rate (real called fake) at the model's threshold. "
+            "The ensemble's weights are fitted without the held-out source (nested).", "",
             "## EER (%) per held-out source", "",
             "| model | " + " | ".join(g.split("/")[-1] for g in glist) + " | mean EER | pooled EER | pooled EER w/o 8 kHz | AUC |",
             "|---" * (len(glist) + 5) + "|",

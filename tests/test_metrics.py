@@ -90,3 +90,13 @@ def test_platt_recovers_a_known_calibration():
     y = (rng.random(4000) < 1 / (1 + np.exp(-(true_a * logits + true_b)))).astype(int)
     a, b = fit_platt(logits, y)
     assert a == pytest.approx(true_a, abs=0.08) and b == pytest.approx(true_b, abs=0.12)
+
+
+def test_platt_never_reverses_a_model():
+    rng = np.random.default_rng(4)
+    logits = rng.normal(0, 1, 500)
+    y = (logits < 0).astype(int)  # a model that runs the wrong way round
+    a, b = fit_platt(logits, y)
+    assert a > 0
+    p = 1 / (1 + np.exp(-(a * logits + b)))
+    assert np.all(np.diff(p[np.argsort(logits)]) >= 0)  # order kept, nothing flipped
