@@ -66,7 +66,7 @@ def model_table(res: FileResult, families: dict[str, str] | None = None) -> pd.D
     for m in [*res.models.values(), *([res.ensemble] if res.ensemble else [])]:
         rows.append({
             "model": m.name,
-            "family": (families or {}).get(m.name, "mean of the models" if m.name == ENSEMBLE else ""),
+            "family": (families or {}).get(m.name, m.source if m.name == ENSEMBLE else ""),
             "P(fake)": m.p_fake,
             "verdict": m.verdict or "error",
             "threshold": m.threshold,
