@@ -56,8 +56,15 @@ def list_audio_under_root(root: str | os.PathLike, rel: str | os.PathLike = "") 
     (or that cannot be resolved, such as a symlink loop)."""
     root_p = Path(root).resolve()
     start = resolve_under_root(root_p, rel)
+    return keep_under_root(root_p, scan_audio([start]))
+
+
+def keep_under_root(root: str | os.PathLike, paths) -> list[Path]:
+    """The paths that (still) resolve inside `root`. Links can change after a folder was listed
+    (or a listing was cached): check again right before reading."""
+    root_p = Path(root).resolve()
     out = []
-    for f in scan_audio([start]):
+    for f in paths:
         try:
             real = Path(f).resolve()
         except (OSError, RuntimeError):  # a looping symlink cannot be checked (nor read): left out

@@ -5,7 +5,7 @@ import os
 import streamlit as st
 
 from core.errors import ConfigError
-from core.paths import ENV_DATA_ROOT, data_root, list_audio_under_root
+from core.paths import ENV_DATA_ROOT, data_root, keep_under_root, list_audio_under_root
 from webui import plots, state, tables
 
 SOURCES = {"uploads": "Upload files", "folder": "A folder on the server"}
@@ -48,7 +48,7 @@ def choose_files() -> tuple[list, str, tuple]:
                         help="For example clips/ or clips/real/one.wav. '..', absolute paths and "
                              "links that lead outside the root are refused.")
     try:
-        paths = list_folder(str(root), rel or ".")
+        paths = keep_under_root(root, list_folder(str(root), rel or "."))  # links may have changed since
     except ConfigError as e:
         st.error(str(e))
         return [], "", ()

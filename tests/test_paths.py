@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 
 from core.errors import ConfigError, DetectorError
-from core.paths import ENV_DATA_ROOT, data_root, list_audio_under_root, resolve_under_root
+from core.paths import ENV_DATA_ROOT, data_root, keep_under_root, list_audio_under_root, resolve_under_root
 
 
 def wav(p: Path) -> Path:
@@ -157,6 +157,22 @@ def test_a_link_retargeted_outside_after_listing_is_refused_on_resolve(tree):
     link.symlink_to(outside / "secret.wav")
     with pytest.raises(ConfigError, match="outside"):
         resolve_under_root(root, "calls/moving.wav")
+
+
+def test_a_listing_is_checked_again_before_reading(tree, tmp_path):
+    """A listing kept (cached) while links change: keep_under_root drops what now leads out,
+    including files below a folder that was swapped for a link."""
+    root, outside = tree
+    listed = list_audio_under_root(root, "calls")
+    assert keep_under_root(root, listed) == listed
+    moved = root / "calls" / "deep"
+    moved.rename(tmp_path / "deep_moved")
+    moved.symlink_to(outside, target_is_directory=True)        # calls/deep -> outside
+    (root / "calls" / "abs_in.wav").unlink()
+    (root / "calls" / "abs_in.wav").symlink_to(outside / "secret.wav")
+    kept = rels(keep_under_root(root, listed), root)
+    assert kept == ["calls/a.wav", "calls/dangling.wav"]   # the dangling link points inside: an error row
+    assert keep_under_root(root, [outside / "secret.wav", "/etc/passwd", root / "top.wav"]) == [root / "top.wav"]
 
 
 # ============================================================================ the configured root
