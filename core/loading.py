@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,12 +103,14 @@ def load_set(name: str | None = "auto", models: str | list[str] | None = None,
     model_set = get_set(resolve_set_name(name, weights_dir))
     specs = select_models(model_set, models)
     loaded = [load_model(model_set, s, weights_dir, allow_download, revision) for s in specs]
+    # the ensemble card lives beside the checkpoints it was validated with
+    folders = {m.checkpoint.path.parent for m in loaded}
     ens_card = None
-    folder = Path(weights_dir) if weights_dir else model_set.shipped_dir
-    if model_set.shipped_dir is not None and folder is not None and (folder / "ensemble.json").is_file():
-        import json
-
-        ens_card = json.loads((folder / "ensemble.json").read_text())
+    if len(folders) == 1 and (card_path := next(iter(folders)) / "ensemble.json").is_file():
+        try:
+            ens_card = json.loads(card_path.read_text())
+        except (OSError, ValueError) as e:
+            raise WeightsError(f"{card_path}: unreadable ensemble card ({e})") from None
     if ens_card and ens_card.get("threshold") is not None and len(specs) == len(model_set.specs):
         thr, src = float(ens_card["threshold"]), ens_card.get("threshold_source", "ensemble card")
     else:
