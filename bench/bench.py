@@ -11,7 +11,8 @@ Prints a markdown report:
   * the ensemble's real-time factor (seconds of compute per second of audio, decoding included);
   * batch throughput (files/s) on synthetic clips of 3-15 s through `run_batch` (the CLI's
     `batch`), and the naive path over the same clips, one file at a time, with the ratio;
-  * peak RSS of each measurement (each runs in its own subprocess, `resource.getrusage`);
+  * peak RSS of each measurement (each runs in its own subprocess; VmHWM from /proc, which unlike
+    `resource.getrusage` does not inherit the driver's peak across fork+exec);
   * peak RSS when scoring a 10 min and a 2 h file (synthesised to a temporary file in
     blocks), to show that memory does not grow with the length of the audio.
 
@@ -113,6 +114,18 @@ def write_seed_weights(folder: Path, models: list[str]) -> Path:
 
 
 def _rss_mb() -> float:
+    """Peak resident set of this process image, in MB.
+
+    Linux's `getrusage().ru_maxrss` carries the parent's peak across fork+exec (so a child looks
+    at least as big as the bench driver was); VmHWM in /proc/self/status belongs to this image
+    only. getrusage is the fallback where /proc is missing.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
@@ -401,7 +414,7 @@ def main(argv=None) -> int:
         md += ["", "Command: `python bench/bench.py " + " ".join(sys.argv[1:] if argv is None else argv) + "`",
                "", "P(fake) values are irrelevant here (random weights); only time and memory are measured. "
                "Each measurement runs in its own subprocess; peak RSS is that process's maximum resident set "
-               "(model weights, torch runtime and audio included).", ""]
+               "(VmHWM: model weights, torch runtime and audio included).", ""]
 
         if args.sets in ("seed", "both"):
             md += bench_set("seed", models, dict(cfg0, weights_dir=str(wdir)), clips, naive_clips, args)
