@@ -19,6 +19,7 @@ import sys
 import textwrap
 from typing import Sequence
 
+from .argtypes import hop_fraction, positive_float, positive_int
 from .errors import DetectorError
 
 PROG = "python -m core"
@@ -26,33 +27,6 @@ EXIT_OK, EXIT_NOTHING_SCORED, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 # ----------------------------------------------------------------------------- options
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(v) or v <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return v
-
-
-def _hop_fraction(text: str) -> float:
-    v = _positive_float(text)
-    if v > 1:
-        raise argparse.ArgumentTypeError(f"the hop is a fraction of the window in (0, 1], got {text!r}")
-    return v
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
-    return v
 
 
 def add_model_options(p: argparse.ArgumentParser, scoring: bool = True) -> None:
@@ -77,18 +51,18 @@ def add_model_options(p: argparse.ArgumentParser, scoring: bool = True) -> None:
     if not scoring:
         return
     s = p.add_argument_group("scoring")
-    s.add_argument("--hop", type=_hop_fraction, default=0.5, metavar="FRACTION",
+    s.add_argument("--hop", type=hop_fraction, default=0.5, metavar="FRACTION",
                    help="step between analysis windows as a fraction of the window, in (0, 1] "
                         "(default 0.5 = windows overlap by half; 1 = no overlap, fastest)")
-    s.add_argument("--window", type=_positive_float, default=None, metavar="SECONDS",
+    s.add_argument("--window", type=positive_float, default=None, metavar="SECONDS",
                    help="analysis window length in seconds for every model (default: each model's "
                         "training crop, e.g. 7.97 s for the seed CNNs/GNN, 2.49 s for seed DARTS/LSTM). "
                         "Features beyond a model's crop are cut off, so longer windows do not add evidence")
-    s.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
+    s.add_argument("--batch-size", type=positive_int, default=32, metavar="N",
                    help="windows scored together per model call (default 32); lower it to save memory")
-    s.add_argument("--workers", type=_positive_int, default=2, metavar="N",
+    s.add_argument("--workers", type=positive_int, default=2, metavar="N",
                    help="background threads decoding the next files while the models run (default 2)")
-    s.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+    s.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help="CPU threads torch may use (default: torch's choice, usually all cores)")
 
 

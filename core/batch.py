@@ -295,6 +295,17 @@ class BatchSummary:
     audio_s: float = 0.0         # seconds of audio scored by this run
     error_examples: list[str] = field(default_factory=list)
 
+    def count(self, row: dict, audio_s: float) -> None:
+        """Account for one written row (a score, or an error row)."""
+        if row["p_fake_ensemble"] == "":
+            self.errors += 1
+            if len(self.error_examples) < 5:
+                self.error_examples.append(row["error"] or f"{row['file']}: no score")
+        else:
+            self.scored += 1
+            self.model_errors += bool(row["error"])
+            self.audio_s += audio_s
+
     @property
     def any_scored(self) -> bool:
         """False only when nothing in the output has a score (the CLI then exits non-zero)."""
@@ -370,15 +381,7 @@ def run_batch(sources: Iterable[str | os.PathLike], out_csv: str | os.PathLike, 
                     row = result_to_row(res, names)
                     _write_all(fd, _row_bytes(row, columns), fsync)
                     written += 1
-                    if row["p_fake_ensemble"] == "":
-                        summary.errors += 1
-                        if len(summary.error_examples) < 5:
-                            summary.error_examples.append(row["error"] or f"{res.file}: no score")
-                    else:
-                        summary.scored += 1
-                        summary.model_errors += bool(row["error"])
-                        if res.facts is not None:
-                            summary.audio_s += res.facts.duration_s
+                    summary.count(row, res.facts.duration_s if res.facts is not None else 0.0)
                     if progress:
                         progress(written, len(todo))
             except KeyboardInterrupt:

@@ -42,6 +42,7 @@ from typing import Callable, Iterable
 
 from typing import TYPE_CHECKING
 
+from .argtypes import non_negative_float, positive_int
 from .errors import ConfigError, DetectorError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -383,14 +384,7 @@ def _stream_rows(ray, todo, columns, detector_kwargs, summary, fd, fsync, progre
                 row = json.loads(str(row_json))
                 _write_all(fd, _row_bytes(row, columns), fsync)
                 written += 1
-                if row["p_fake_ensemble"] == "":
-                    summary.errors += 1
-                    if len(summary.error_examples) < 5:
-                        summary.error_examples.append(row["error"] or f"{row['file']}: no score")
-                else:
-                    summary.scored += 1
-                    summary.model_errors += bool(row["error"])
-                    summary.audio_s += float(audio_s)
+                summary.count(row, float(audio_s))
                 if progress:
                     progress(written, len(todo))
     except KeyboardInterrupt:
@@ -409,26 +403,6 @@ def _stream_rows(ray, todo, columns, detector_kwargs, summary, fd, fsync, progre
 # ----------------------------------------------------------------------------- CLI glue
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
-    return v
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(v) or v < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
-    return v
-
-
 def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
     """The `--engine` switch and the Ray options of `python -m core batch` (Ray is not imported)."""
     g = parser.add_argument_group("engine (Ray needs: pip install -r requirements-ray.txt)")
@@ -441,15 +415,15 @@ def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
                         "'ray://HOST:10001' connects to a remote head through Ray Client; default: a private "
                         "Ray instance on this machine for this run. Every node needs this repository, "
                         "requirements-ray.txt, the audio at the same path and the weights")
-    g.add_argument("--num-workers", type=_positive_int, default=None, metavar="N",
+    g.add_argument("--num-workers", type=positive_int, default=None, metavar="N",
                    help="with --engine ray: actors scoring in parallel, each holding one copy of the models "
                         "(default: the cluster's CPUs / --cpus-per-worker, or its GPUs when it has any)")
-    g.add_argument("--cpus-per-worker", type=_positive_int, default=1, metavar="N",
+    g.add_argument("--cpus-per-worker", type=positive_int, default=1, metavar="N",
                    help="with --engine ray: CPUs reserved per actor, also its torch threads (default 1)")
-    g.add_argument("--gpus-per-worker", type=_non_negative_float, default=None, metavar="G",
+    g.add_argument("--gpus-per-worker", type=non_negative_float, default=None, metavar="G",
                    help="with --engine ray: GPUs per actor, e.g. 1 or 0.5 (default: 1 when the cluster has "
                         "GPUs, else 0)")
-    g.add_argument("--files-per-task", type=_positive_int, default=DEFAULT_FILES_PER_BATCH, metavar="N",
+    g.add_argument("--files-per-task", type=positive_int, default=DEFAULT_FILES_PER_BATCH, metavar="N",
                    help=f"with --engine ray: files an actor scores per call (default {DEFAULT_FILES_PER_BATCH}); "
                         "rows reach the CSV after each call, so an interrupted run loses at most this many "
                         "files per actor")
