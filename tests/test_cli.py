@@ -300,8 +300,7 @@ def _wait_for_rows(out: Path, proc: subprocess.Popen, rows: int, timeout: float 
     pytest.fail("batch produced no rows in time")
 
 
-@pytest.mark.slow  # two interpreter start-ups each (about 10-30 s on a busy 2-core machine)
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_killed_batch_resumes_with_every_file_once(sig, fast_weights, tmp_path):
     files = tiny_files(tmp_path / "in", 200, seconds=0.3, broken_every=25)
     out = tmp_path / "k.csv"
