@@ -252,9 +252,13 @@ def format_result(res, det) -> str:
                      f"{e.verdict.upper():<7}  {e.source}")
     elif e is not None:
         lines.append(f"  {'ENSEMBLE':<{w}}  ERROR: {e.error}")
-    thresholds = dict.fromkeys([f"{m.threshold:g} ({m.threshold_source})" for m in res.models.values()]
-                               + ([f"ensemble {e.threshold:g} ({e.threshold_source})"] if e else []))
-    lines.append("  thresholds: " + "; ".join(thresholds))
+    by_source: dict[str, list[str]] = {}
+    for name, m in res.models.items():
+        by_source.setdefault(m.threshold_source or "unstated", []).append(f"{name} {m.threshold:.3g}")
+    for src, items in by_source.items():
+        lines.append(f"  thresholds ({src}): {', '.join(items)}")
+    if e is not None:
+        lines.append(f"  ensemble threshold ({e.threshold_source}): {e.threshold:.3g}")
     for wmsg in res.warnings(det.shortest_window_s):
         lines.append(f"  warning: {wmsg}")
     return "\n".join(lines)
