@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
-
 import torch
 from torch import nn
 

@@ -21,7 +21,6 @@ import datetime as dt
 import hashlib
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -313,7 +312,6 @@ def run_family(name: str, args, pool: Pool, feats, clip, log) -> dict:
     labels = pool.labels
     groups = np.array(pool.groups)
     is_pool = np.array([o == "pool" for o in pool.origin])
-    pool_groups = sorted(set(groups[is_pool]))
     windows = {i: eval_windows(pool.audio[i], LOGMEL64) for i in np.flatnonzero(is_pool)}
     oof = np.full(len(pool.audio), np.nan)
     per_group = {}

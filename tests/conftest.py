@@ -185,3 +185,24 @@ def python_env() -> dict:
 
 
 # ============================================================================ (other sections below)
+
+
+# ============================================================================ dashboard: shared AppTest fixtures
+
+
+@pytest.fixture
+def app_env(monkeypatch, seed_weights):
+    """Pages load the seed-shape test weights; no server data root unless a test sets one."""
+    monkeypatch.setenv("DEEPFAKE_WEIGHTS_DIR", str(seed_weights))
+    monkeypatch.delenv("DEEPFAKE_DATA_ROOT", raising=False)
+    return seed_weights
+
+
+@pytest.fixture(scope="module")
+def engine(seed_weights):
+    """The engine itself, on the models the pages use, to check the pages' numbers against."""
+    from app_helpers import APP_MODELS
+    from core.inference import Detector
+
+    return Detector.from_set("seed", models=",".join(APP_MODELS), weights_dir=seed_weights,
+                             allow_download=False)

@@ -19,18 +19,6 @@ from webui.tables import over_threshold_spans
 PAGE = "pages/1_Analyze_a_file.py"
 
 
-@pytest.fixture
-def app_env(monkeypatch, seed_weights):
-    monkeypatch.setenv("DEEPFAKE_WEIGHTS_DIR", str(seed_weights))
-    return seed_weights
-
-
-@pytest.fixture(scope="module")
-def engine(seed_weights):
-    return Detector.from_set("seed", models=",".join(APP_MODELS), weights_dir=seed_weights,
-                             allow_download=False)
-
-
 @pytest.fixture(scope="module")
 def clip12(tmp_path_factory) -> bytes:
     """12 s of speech-like audio at 22.05 kHz: several windows of each front end."""

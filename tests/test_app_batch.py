@@ -13,23 +13,9 @@ import pytest
 from app_helpers import (APP_MODELS, arr, find_chart, media_files, new_app, no_exception,  # noqa: F401
                          trace_names, write_clip)
 from core.batch import csv_columns, run_batch
-from core.inference import Detector
 
 PAGE = "pages/2_Batch_scoring.py"
 BAD = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"garbage" * 10
-
-
-@pytest.fixture
-def app_env(monkeypatch, seed_weights):
-    monkeypatch.setenv("DEEPFAKE_WEIGHTS_DIR", str(seed_weights))
-    monkeypatch.delenv("DEEPFAKE_DATA_ROOT", raising=False)
-    return seed_weights
-
-
-@pytest.fixture(scope="module")
-def engine(seed_weights):
-    return Detector.from_set("seed", models=",".join(APP_MODELS), weights_dir=seed_weights,
-                             allow_download=False)
 
 
 @pytest.fixture(scope="module")

@@ -7,22 +7,8 @@ import pytest
 
 from app_helpers import APP_MODELS, arr, find_chart, new_app, no_exception, trace_names, write_clip
 from core import metrics
-from core.inference import Detector
 
 BATCH, PAGE = "pages/2_Batch_scoring.py", "pages/3_Compare_models.py"
-
-
-@pytest.fixture
-def app_env(monkeypatch, seed_weights):
-    monkeypatch.setenv("DEEPFAKE_WEIGHTS_DIR", str(seed_weights))
-    monkeypatch.delenv("DEEPFAKE_DATA_ROOT", raising=False)
-    return seed_weights
-
-
-@pytest.fixture(scope="module")
-def engine(seed_weights):
-    return Detector.from_set("seed", models=",".join(APP_MODELS), weights_dir=seed_weights,
-                             allow_download=False)
 
 
 @pytest.fixture(scope="module")

@@ -8,12 +8,6 @@ from app_helpers import APP_MODELS, new_app, no_exception, shipped_set_present, 
 from core.models.registry import get_set
 
 
-@pytest.fixture
-def app_env(monkeypatch, seed_weights):
-    monkeypatch.setenv("DEEPFAKE_WEIGHTS_DIR", str(seed_weights))
-    return seed_weights
-
-
 def frame_with(at, column):
     frames = [d.value for d in at.dataframe if column in d.value.columns]
     assert frames, f"no table with a {column!r} column"

@@ -31,13 +31,6 @@ BATCH = "pages/2_Batch_scoring.py"
 MODELS = ("gnn", "lstm", "darts")     # the fast ones: these tests are about isolation, not the models
 
 
-@pytest.fixture
-def app_env(monkeypatch, seed_weights):
-    monkeypatch.setenv("DEEPFAKE_WEIGHTS_DIR", str(seed_weights))
-    monkeypatch.delenv("DEEPFAKE_DATA_ROOT", raising=False)
-    return seed_weights
-
-
 @pytest.fixture(scope="module")
 def engine(seed_weights):
     return Detector.from_set("seed", models=",".join(MODELS), weights_dir=seed_weights, allow_download=False)
