@@ -338,6 +338,19 @@ class BatchSummary:
         return "\n".join(lines)
 
 
+def plan_resume(out: Path, files: list[str], columns: list[str], resume: bool, summary: BatchSummary) -> list[str]:
+    """The files still to score. With `resume`, repairs a half-written last line first and skips
+    files already in `out`; counts both in `summary`. Call it holding the output's lock."""
+    done: dict = {}
+    if resume:
+        summary.repaired_bytes = repair_csv(out)
+        done = read_done(out, columns)
+    todo = [f for f in files if _key(f) not in done]
+    summary.skipped = len(files) - len(todo)
+    summary.previously_scored = sum(1 for f in files if done.get(_key(f)))
+    return todo
+
+
 def run_batch(sources: Iterable[str | os.PathLike], out_csv: str | os.PathLike, detector: "Detector",
               progress: Callable[[int, int], None] | None = None, resume: bool = True,
               fsync: bool = True, on_start: Callable[[BatchSummary, int], None] | None = None) -> BatchSummary:
@@ -360,15 +373,9 @@ def run_batch(sources: Iterable[str | os.PathLike], out_csv: str | os.PathLike, 
     files = expand_sources(sources)
     summary.total = len(files)
     with _Lock(out):
-        if resume:
-            summary.repaired_bytes = repair_csv(out)
-            done = read_done(out, columns)
-        else:
-            done = {}
+        todo = plan_resume(out, files, columns, resume, summary)
+        if not resume:
             os.truncate(out, 0)
-        todo = [f for f in files if _key(f) not in done]
-        summary.skipped = len(files) - len(todo)
-        summary.previously_scored = sum(1 for f in files if done.get(_key(f)))
         if on_start:
             on_start(summary, len(todo))
         fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

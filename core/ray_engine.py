@@ -266,8 +266,7 @@ def run_batch_ray(sources: Iterable[str | os.PathLike], out_csv: str | os.PathLi
         raise ConfigError(f"--num-workers must be at least 1, got {num_workers}")
     ray = require_ray()  # before anything else: without Ray, say so at once
 
-    from .batch import (BatchSummary, _Lock, _key, _row_bytes, _write_all, csv_columns, expand_sources,
-                        read_done, repair_csv)
+    from .batch import BatchSummary, _Lock, _row_bytes, _write_all, csv_columns, expand_sources, plan_resume
     from .loading import resolve_set_name
     from .models.registry import get_set, select_models
 
@@ -289,14 +288,7 @@ def run_batch_ray(sources: Iterable[str | os.PathLike], out_csv: str | os.PathLi
     summary.total = len(files)
     stats = stats if stats is not None else {}
     with _Lock(out):
-        if resume:
-            summary.repaired_bytes = repair_csv(out)
-            done = read_done(out, columns)
-        else:
-            done = {}
-        todo = [f for f in files if _key(f) not in done]
-        summary.skipped = len(files) - len(todo)
-        summary.previously_scored = sum(1 for f in files if done.get(_key(f)))
+        todo = plan_resume(out, files, columns, resume, summary)
         # connect first: a cluster that cannot be reached leaves the output as it was
         with _ray_session(ray, address, runtime_env, ray_init_kwargs, needed=bool(todo)):
             plan = _plan_workers(ray, num_workers, cpus_per_worker, gpus_per_worker) if todo else None
