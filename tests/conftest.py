@@ -176,6 +176,21 @@ def fast_detector(fast_weights):
     return Detector.from_set("seed", models=FAST_MODELS, weights_dir=fast_weights, allow_download=False)
 
 
+@pytest.fixture(scope="module")
+def loaded(fast_weights):
+    """The fast seed-shape models, loaded once per test module."""
+    from core.loading import load_set
+
+    return load_set("seed", models=FAST_MODELS, weights_dir=fast_weights, allow_download=False)
+
+
+@pytest.fixture(scope="module")
+def det(loaded):
+    from core.inference import Detector
+
+    return Detector(loaded)
+
+
 def python_env() -> dict:
     """Environment for `python -m core` subprocesses: the repository importable, hermetic hub."""
     env = dict(os.environ)

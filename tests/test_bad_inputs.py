@@ -20,24 +20,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import FAST_MODELS, REPO, python_env, speechlike
-from core.audio import TARGET_SR, AudioReader, load_audio
+from conftest import FAST_MODELS, python_env, speechlike
+from core.audio import TARGET_SR, load_audio
 from core.batch import scan_audio
-from core.errors import AudioError, ConfigError, DetectorError
+from core.errors import AudioError, ConfigError
 from core.inference import Detector, _WindowCutter
-from core.loading import load_set
 
 SR = TARGET_SR
-
-
-@pytest.fixture(scope="module")
-def loaded(fast_weights):
-    return load_set("seed", models=FAST_MODELS, weights_dir=fast_weights, allow_download=False)
-
-
-@pytest.fixture(scope="module")
-def det(loaded):
-    return Detector(loaded)
 
 
 def signal_at(sr: int, seconds: float = 3.0) -> np.ndarray:

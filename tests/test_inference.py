@@ -4,26 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import soundfile as sf
 
-from conftest import FAST_MODELS, speechlike
+from conftest import speechlike
 from core.audio import TARGET_SR, load_audio
 from core.errors import AudioError, DetectorError
 from core.features import SEED_A, SEED_B
 from core.inference import Detector, window_starts
-from core.loading import load_set
 
 SR = TARGET_SR
-
-
-@pytest.fixture(scope="module")
-def loaded(fast_weights):
-    return load_set("seed", models=FAST_MODELS, weights_dir=fast_weights, allow_download=False)
-
-
-@pytest.fixture(scope="module")
-def det(loaded):
-    return Detector(loaded)
 
 
 def wav(make, name, seconds, seed=0):
