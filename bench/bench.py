@@ -5,12 +5,14 @@
     python bench/bench.py --models resnet,gnn,darts,lstm --record bench/RESULTS.md
 
 Prints a markdown report:
-  * per model: ms per 10 s of audio on the batch path (windows batched, front end shared)
-    and on the naive path the seed uses (one window at a time, batch size 1, the model
-    computing its own features), with the ratio;
+  * per model: ms per 10 s of audio on the batch path (windows batched, front end shared,
+    conv weights channels-last), the same with `--precision bf16`, and on the naive path the
+    seed uses (one window at a time, batch size 1, the model computing its own features, weights
+    in PyTorch's default layout), with the ratios;
   * the ensemble's real-time factor (seconds of compute per second of audio, decoding included);
   * batch throughput (files/s) on synthetic clips of 3-15 s through `run_batch` (the CLI's
-    `batch`), and the naive path over the same clips, one file at a time, with the ratio;
+    `batch`) in fp32 and bf16, and the naive path over the same clips, one file at a time, with
+    the ratios, and how far bf16's scores and verdicts are from fp32's;
   * peak RSS of each measurement (each runs in its own subprocess; VmHWM from /proc, which unlike
     `resource.getrusage` does not inherit the driver's peak across fork+exec);
   * peak RSS when scoring a 10 min and a 2 h file (synthesised to a temporary file in
@@ -145,7 +147,22 @@ def _detector(cfg: dict, models: str, **kw):
                              allow_download=False, **kw)
 
 
-def _naive_file(det, samples) -> dict:
+def seed_way(det, copy: bool = True) -> list:
+    """The detector's models as the seed's code runs them: weights in PyTorch's default NCHW layout
+    (the engine stores conv weights channels-last, core/execution.py), float32. `copy=True` leaves
+    the detector's own modules as they are (for measuring both paths in one process)."""
+    import copy as copying
+    import dataclasses
+
+    import torch
+
+    def nchw(module):
+        return (copying.deepcopy(module) if copy else module).to(memory_format=torch.contiguous_format)
+
+    return [dataclasses.replace(m, module=nchw(m.module)) for m in det.models]
+
+
+def _naive_file(det, models, samples) -> dict:
     """The seed's way, extended to the same windows: each model on its own, one window at a time,
     its features computed for it alone, batch size 1."""
     import numpy as np
@@ -155,7 +172,7 @@ def _naive_file(det, samples) -> dict:
     from core.inference import window_starts
 
     out = {}
-    for m in det.models:
+    for m in models:
         fe = m.spec.front_end
         win, hop = det.window_samples(fe), det.hop_samples(fe)
         ps = []
@@ -176,19 +193,27 @@ def phase_permodel(cfg: dict) -> dict:
 
     facts = AudioFacts("bench", "WAV", "FLOAT", SR, 1, duration_s=len(x) / SR,
                        peak_dbfs=float(20 * np.log10(np.abs(x).max())))
+    naive_models = seed_way(det)
     det.score_samples(x[: 3 * SR], facts)  # warm-up (allocations, lazy init)
-    _naive_file(det, x[: 3 * SR])
+    _naive_file(det, naive_models, x[: 3 * SR])
     naive_x = x[: int(cfg["naive_seconds"] * SR)]
-    batch_s = naive_s = float("inf")
+    batch_s = bf16_s = naive_s = float("inf")
     for _ in range(cfg.get("repeat", 2)):  # best of n: the machine may be shared
         t0 = time.perf_counter()
         det.score_samples(x, facts)
         batch_s = min(batch_s, time.perf_counter() - t0)
+        det.precision = "bf16"
+        det.score_samples(x[: 3 * SR], facts)  # warm-up: autocast's first call
         t0 = time.perf_counter()
-        _naive_file(det, naive_x)
+        det.score_samples(x, facts)
+        bf16_s = min(bf16_s, time.perf_counter() - t0)
+        det.precision = "fp32"
+        t0 = time.perf_counter()
+        _naive_file(det, naive_models, naive_x)
         naive_s = min(naive_s, time.perf_counter() - t0)
     return {"model": cfg["model"], "front_end": det.models[0].spec.front_end.name,
             "batch_ms_per_10s": 1000 * batch_s / (len(x) / SR / 10),
+            "bf16_ms_per_10s": 1000 * bf16_s / (len(x) / SR / 10),
             "naive_ms_per_10s": 1000 * naive_s / (len(naive_x) / SR / 10),
             "params_m": sum(p.numel() for p in det.models[0].module.parameters()) / 1e6,
             "rss_mb": _rss_mb()}
@@ -220,15 +245,21 @@ def phase_batch(cfg: dict) -> dict:
     """run_batch (the CLI's batch) over the clips: decoding in threads, windows batched."""
     from core.batch import run_batch
 
-    det = _detector(cfg, cfg["models"], batch_size=cfg["batch_size"])
+    import csv
+
+    det = _detector(cfg, cfg["models"], batch_size=cfg["batch_size"], precision=cfg.get("precision", "fp32"))
     det.score(write_short(Path(cfg["tmp"]) / "warm.wav"))
     out = Path(cfg["tmp"]) / f"batch_{os.getpid()}.csv"
     c0, t0 = _cpu_s(), time.perf_counter()
     s = run_batch([Path(c) for c in cfg["clips"]], out, det, resume=False)
     el, cpu = time.perf_counter() - t0, _cpu_s() - c0
     assert s.scored == len(cfg["clips"]), s.text()
+    with open(out, newline="") as f:  # the scores, to compare precisions
+        scores = {r["file"]: dict({k[7:]: float(v) for k, v in r.items() if k.startswith("p_fake_") and v},
+                                  verdict=r["verdict"]) for r in csv.DictReader(f)}
     return {"files": len(cfg["clips"]), "elapsed": el, "files_per_s": len(cfg["clips"]) / el,
-            "audio_s": s.audio_s, "cpu_s": cpu, "rss_mb": _rss_mb()}
+            "audio_s": s.audio_s, "cpu_s": cpu, "rss_mb": _rss_mb(), "scores": scores,
+            "precision": det.precision}
 
 
 def phase_naive(cfg: dict) -> dict:
@@ -236,13 +267,14 @@ def phase_naive(cfg: dict) -> dict:
     from core.audio import load_audio
 
     det = _detector(cfg, cfg["models"], batch_size=1)
-    _naive_file(det, synth(3.0, SR, 1))
+    models = seed_way(det, copy=False)
+    _naive_file(det, models, synth(3.0, SR, 1))
     audio_s = 0.0
     c0, t0 = _cpu_s(), time.perf_counter()
     for c in cfg["clips"]:
         a = load_audio(c)
         audio_s += a.duration_s
-        _naive_file(det, a.samples)
+        _naive_file(det, models, a.samples)
     el, cpu = time.perf_counter() - t0, _cpu_s() - c0
     return {"files": len(cfg["clips"]), "elapsed": el, "files_per_s": len(cfg["clips"]) / el,
             "audio_s": audio_s, "cpu_s": cpu, "rss_mb": _rss_mb()}
@@ -318,29 +350,36 @@ def bench_set(set_name: str, models: list[str], cfg0: dict, clips: list[Path], n
     sel = ",".join(models)
     md = [f"### Set `{set_name}`" + (" (seed shapes, random weights)" if set_name == "seed" else ""),
           "", f"Models: {sel}. Hop 50 %, batch size {cfg['batch_size']} on the batch path.", "",
-          "| model | front end | params (M) | batch path ms / 10 s audio | naive ms / 10 s audio | speed-up | peak RSS (MB) |",
-          "|---|---|---:|---:|---:|---:|---:|"]
+          "| model | front end | params (M) | batch path ms / 10 s audio | naive ms / 10 s audio | speed-up "
+          "| batch path, bf16: ms / 10 s | bf16 speed-up | peak RSS (MB) |",
+          "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for m in models:
         naive_seconds = args.naive_seconds_slow if m == "senet" else args.naive_seconds
         r = run_phase("permodel", dict(cfg, model=m, seconds=args.permodel_seconds, naive_seconds=naive_seconds))
         md.append(f"| {m} | {r['front_end']} | {fmt(r['params_m'])} | {fmt(r['batch_ms_per_10s'])} | "
                   f"{fmt(r['naive_ms_per_10s'])} | {r['naive_ms_per_10s'] / r['batch_ms_per_10s']:.1f}x | "
+                  f"{fmt(r['bf16_ms_per_10s'])} | {r['naive_ms_per_10s'] / r['bf16_ms_per_10s']:.1f}x | "
                   f"{fmt(r['rss_mb'], 0)} |")
     e = run_phase("ensemble", dict(cfg, models=sel, seconds=args.ensemble_seconds))
     md += ["", f"Ensemble of all {len(models)} on a {e['seconds']:.0f} s 44.1 kHz file (decode + resample "
            f"included): **real-time factor {e['rtf']:.3f}** ({1 / e['rtf']:.1f}x faster than real time), "
            f"peak RSS {fmt(e['rss_mb'], 0)} MB.", ""]
     b_all = run_phase("batch", dict(cfg, models=sel, clips=[str(c) for c in clips]))
-    # the ratio: batch and naive on the same subset, alternated (best of `rounds`) so that both
-    # see the same share of a machine that may be busy with other work
-    b_sub = nv = None
+    # the ratio: batch (fp32, bf16) and naive on the same subset, alternated (best of `rounds`) so
+    # that all see the same share of a machine that may be busy with other work
+    best: dict[str, dict] = {}
     for _ in range(args.rounds):
-        b = run_phase("batch", dict(cfg, models=sel, clips=[str(c) for c in naive_clips]))
-        n = run_phase("naive", dict(cfg, models=sel, clips=[str(c) for c in naive_clips]))
-        b_sub = b if b_sub is None or b["elapsed"] < b_sub["elapsed"] else b_sub
-        nv = n if nv is None or n["elapsed"] < nv["elapsed"] else nv
-    ratio = b_sub["files_per_s"] / nv["files_per_s"]
+        for key, phase, extra in (("fp32", "batch", {}), ("bf16", "batch", {"precision": "bf16"}),
+                                  ("naive", "naive", {})):
+            r = run_phase(phase, dict(cfg, models=sel, clips=[str(c) for c in naive_clips], **extra))
+            if key not in best or r["elapsed"] < best[key]["elapsed"]:
+                best[key] = r
+    b_sub, b16, nv = best["fp32"], best["bf16"], best["naive"]
+    ratio, ratio16 = b_sub["files_per_s"] / nv["files_per_s"], b16["files_per_s"] / nv["files_per_s"]
     cpu_ratio = nv["cpu_s"] / b_sub["cpu_s"]
+    diffs = [abs(b16["scores"][f][k] - v) for f, row in b_sub["scores"].items() for k, v in row.items()
+             if k != "verdict" and k in b16["scores"].get(f, {})]
+    flips = sum(b16["scores"][f]["verdict"] != row["verdict"] for f, row in b_sub["scores"].items())
 
     def row(label, r):
         return (f"| {label} | {r['files']} | {fmt(r['audio_s'], 0)} | {fmt(r['elapsed'])} | {fmt(r['cpu_s'])} | "
@@ -350,9 +389,13 @@ def bench_set(set_name: str, models: list[str], cfg0: dict, clips: list[Path], n
            "|---|---:|---:|---:|---:|---:|---:|---:|",
            row("batch (`run_batch`: decoding in threads, shared front ends, batched windows)", b_all),
            row("batch, on the naive subset", b_sub),
-           row("naive (the seed's way: one file at a time, per-model features, batch size 1)", nv),
-           "", f"**Batch path vs naive path on the same {nv['files']} clips: {ratio:.1f}x the throughput** "
-           f"(wall clock; target >= 5x); {cpu_ratio:.1f}x less CPU time.", ""]
+           row("batch with `--precision bf16`, on the naive subset", b16),
+           row("naive (the seed's way: one file at a time, per-model features, batch size 1, NCHW fp32)", nv),
+           "", f"**Batch path vs naive path on the same {nv['files']} clips: {ratio:.1f}x the throughput in fp32, "
+           f"{ratio16:.1f}x with `--precision bf16`** (wall clock; target >= 5x); fp32: {cpu_ratio:.1f}x less "
+           f"CPU time. bf16 against fp32 on these clips: max |P(fake) difference| {max(diffs, default=0):.1e} "
+           f"over {len(diffs)} model and ensemble scores, {flips} of {len(b_sub['scores'])} ensemble verdicts "
+           "changed.", ""]
     return md
 
 

@@ -21,6 +21,7 @@ from typing import Sequence
 
 from .argtypes import hop_fraction, positive_float, positive_int
 from .errors import DetectorError
+from .execution import PRECISIONS
 
 PROG = "python -m core"
 EXIT_OK, EXIT_NOTHING_SCORED, EXIT_USER_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -62,6 +63,9 @@ def add_model_options(p: argparse.ArgumentParser, scoring: bool = True) -> None:
                    help="windows scored together per model call (default 32); lower it to save memory")
     s.add_argument("--workers", type=positive_int, default=2, metavar="N",
                    help="background threads decoding the next files while the models run (default 2)")
+    s.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="fp32 (default) or bf16: bfloat16 autocast, 1.3-2.5x faster conv nets on CPUs with "
+                        "AMX/AVX512-BF16, scores differ from fp32 by up to about 1e-3 (bench/RESULTS.md)")
     s.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help="CPU threads torch may use (default: torch's choice, usually all cores)")
 
@@ -203,7 +207,7 @@ def make_detector(args: argparse.Namespace):
     return Detector.from_set(args.set_name, models=args.models, weights_dir=args.weights_dir,
                              allow_download=not args.no_download, revision=args.revision,
                              hop_fraction=args.hop, window_s=args.window, batch_size=args.batch_size,
-                             decode_workers=args.workers)
+                             decode_workers=args.workers, precision=args.precision)
 
 
 def json_safe(obj):

@@ -32,6 +32,7 @@ import torch
 
 from .audio import TARGET_SR, AudioFacts, AudioReader
 from .errors import AudioError, ConfigError, DetectorError
+from .execution import check_precision
 from .features import FrontEnd
 from .loading import LoadedModel, LoadedSet, load_set
 
@@ -156,7 +157,7 @@ class Detector:
     """
 
     def __init__(self, loaded: LoadedSet, hop_fraction: float = 0.5, window_s: float | None = None,
-                 batch_size: int = 32, decode_workers: int = 2):
+                 batch_size: int = 32, decode_workers: int = 2, precision: str = "fp32"):
         if not loaded.models:
             raise DetectorError("no models selected")
         if not 0 < hop_fraction <= 1:
@@ -169,6 +170,7 @@ class Detector:
         self.window_s = window_s
         self.batch_size = max(1, int(batch_size))
         self.decode_workers = max(1, int(decode_workers))
+        self.precision = check_precision(precision)
         self.front_ends: dict[FrontEnd, list[LoadedModel]] = defaultdict(list)
         for m in self.models:
             self.front_ends[m.spec.front_end].append(m)
@@ -204,7 +206,7 @@ class Detector:
                 "models": [m.describe() for m in self.models],
                 "ensemble_threshold": self.loaded.ensemble_threshold,
                 "ensemble_threshold_source": self.loaded.ensemble_threshold_source,
-                "hop_fraction": self.hop_fraction,
+                "hop_fraction": self.hop_fraction, "precision": self.precision,
                 "windows_s": {fe.name: self.window_samples(fe) / TARGET_SR for fe in self.front_ends}}
 
     # -- public scoring -------------------------------------------------------
@@ -320,7 +322,7 @@ class Detector:
         for m in self.front_ends[fe]:
             errs: dict[int, str] = {}
             try:
-                p = _model_p(m, feats)
+                p = _model_p(m, feats, self.precision)
             except Exception:  # retry file by file, so one file's windows cannot fail another file
                 by_key: dict[int, list[int]] = defaultdict(list)
                 for i, (key, *_) in enumerate(batch):
@@ -328,7 +330,7 @@ class Detector:
                 p = np.full(len(batch), np.nan)
                 for key, idx in by_key.items():
                     try:
-                        p[idx] = _model_p(m, feats[idx])
+                        p[idx] = _model_p(m, feats[idx], self.precision)
                     except Exception as e:
                         errs[key] = f"{type(e).__name__}: {e}"
             for (key, s, e, _), pi in zip(batch, p):
@@ -405,8 +407,8 @@ def _normalised(weights: dict[str, float], names: list[str]) -> dict[str, float]
     return {n: v / total for n, v in w.items()} if total > 0 else {n: 1 / len(names) for n in names}
 
 
-def _model_p(m: LoadedModel, feats: torch.Tensor) -> np.ndarray:
-    p = m.p_fake(feats).detach().float().numpy().reshape(-1)
+def _model_p(m: LoadedModel, feats: torch.Tensor, precision: str = "fp32") -> np.ndarray:
+    p = m.p_fake(feats, precision).detach().float().numpy().reshape(-1)
     if len(p) != len(feats):
         raise DetectorError(f"the model returned {len(p)} scores for {len(feats)} windows")
     return p

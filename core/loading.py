@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from .errors import DetectorError, WeightsError
+from .execution import channels_last, numeric_context
 from .models.registry import ModelSet, ModelSpec, get_set, select_models
 from .weights import Checkpoint, load_weights, read_card, resolve_checkpoint
 
@@ -29,9 +30,14 @@ class LoadedModel:
         return self.spec.name
 
     @torch.no_grad()
-    def p_fake(self, feats: torch.Tensor) -> torch.Tensor:
-        """Features `[B, n_mels, frames]` -> calibrated P(fake) `[B]` (higher = more likely fake)."""
-        p = self.spec.p_fake(self.module(feats))
+    def p_fake(self, feats: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+        """Features `[B, n_mels, frames]` -> calibrated P(fake) `[B]` (higher = more likely fake).
+
+        `precision="bf16"` runs the network under bfloat16 autocast (core/execution.py); the
+        output rule and the calibration always run in float32."""
+        with numeric_context(precision):
+            raw = self.module(feats)
+        p = self.spec.p_fake(raw.float())
         cal = self.card.get("calibration") if self.card else None
         if cal and cal.get("method") == "platt":
             logit = torch.logit(p.clamp(1e-6, 1 - 1e-6))
@@ -63,6 +69,7 @@ def load_model(model_set: ModelSet, spec: ModelSpec, weights_dir=None, allow_dow
     except (KeyError, TypeError) as e:
         raise WeightsError(f"{ckpt.path}: its model card lacks what the architecture needs ({e})") from None
     load_weights(module, ckpt.path)
+    channels_last(module)  # same arithmetic, 2-3x faster conv nets on CPU (core/execution.py)
     if card.get("threshold") is not None:
         thr, src = float(card["threshold"]), card.get("threshold_source", f"model card {ckpt.path.name}")
     else:

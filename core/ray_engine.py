@@ -254,7 +254,7 @@ def run_batch_ray(sources: Iterable[str | os.PathLike], out_csv: str | os.PathLi
     Client. `num_workers` actors (default: as many as the cluster's CPUs allow at
     `cpus_per_worker` each) each load the model set once; `gpus_per_worker` defaults to 1 when
     the cluster has GPUs, else 0. `detector_options` go to `Detector` (hop_fraction, window_s,
-    batch_size, decode_workers). `progress(done, todo)` and `on_start(summary, todo)` behave as
+    batch_size, decode_workers, precision). `progress(done, todo)` and `on_start(summary, todo)` behave as
     in `run_batch`. A `stats` dict, if given, receives `workers`, `worker_cpu_s` (CPU seconds
     the actors spent scoring, summed over actors) and `worker_load_cpu_s` (spent loading models):
     what a CPU-hour buys, whatever else shares the machines.
@@ -441,7 +441,8 @@ def detector_kwargs_from_args(args: argparse.Namespace) -> dict:
                 weights_dir=getattr(args, "weights_dir", None),
                 allow_download=not getattr(args, "no_download", False), revision=getattr(args, "revision", None),
                 hop_fraction=getattr(args, "hop", 0.5), window_s=getattr(args, "window", None),
-                batch_size=getattr(args, "batch_size", 32), decode_workers=getattr(args, "workers", 2))
+                batch_size=getattr(args, "batch_size", 32), decode_workers=getattr(args, "workers", 2),
+                precision=getattr(args, "precision", "fp32"))
 
 
 def run_ray_batch_from_args(args: argparse.Namespace, detector_kwargs: dict | None = None,
