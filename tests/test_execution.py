@@ -12,10 +12,11 @@ import torch
 from conftest import FAST_MODELS, speechlike
 from core.audio import AudioFacts
 from core.errors import ConfigError
-from core.execution import channels_last, check_precision, numeric_context
+from core.execution import channels_last, check_precision, fold_batchnorm, numeric_context
 from core.features import compute
 from core.inference import Detector
 from core.loading import load_set
+from core.weights import load_weights
 from test_cli import cli
 
 SR = 16_000
@@ -30,21 +31,44 @@ def _facts(x):
     return AudioFacts("x.wav", "WAV", "PCM_16", SR, 1, duration_s=len(x) / SR, peak_dbfs=-3.0)
 
 
-def test_loaded_conv_weights_are_channels_last_and_score_as_nchw(shipped):
-    """The layout is a speed choice only: an NCHW copy of each model gives the same P(fake)."""
-    x = torch.from_numpy(np.stack([speechlike(3.0, seed=s) for s in range(4)]))
+def _as_built(m):
+    """The model as the registry builds it and the checkpoint fills it: no folding, NCHW."""
+    net = m.spec.build(m.card)
+    load_weights(net, m.checkpoint.path)
+    return net.eval()
+
+
+def _check_same_scores(loaded, x):
+    for m in loaded.models:
+        feats = compute(m.spec.front_end, x)
+        ref = m.spec.p_fake(_as_built(m)(feats))
+        got = m.spec.p_fake(m.module(feats))  # before calibration, which both would share
+        np.testing.assert_allclose(got.detach().numpy(), ref.detach().numpy(), atol=1e-5, err_msg=m.name)
+
+
+def test_engine_modules_fold_batchnorm_and_store_convs_channels_last(shipped):
     for m in shipped.models:
         convs = [p for p in m.module.parameters() if p.dim() == 4]
-        if m.name in ("senet", "resnet", "res2net", "gnn", "darts"):
-            assert convs, m.name
+        assert bool(convs) == (m.name != "lstm"), m.name
         for p in convs:
             assert p.is_contiguous(memory_format=torch.channels_last), m.name
-        feats = compute(m.spec.front_end, x)
-        nchw = copy.deepcopy(m).module.to(memory_format=torch.contiguous_format)
-        assert all(p.is_contiguous() for p in nchw.parameters())
-        ref = m.spec.p_fake(nchw(feats))
-        got = m.spec.p_fake(m.module(feats))
-        np.testing.assert_allclose(got.detach().numpy(), ref.detach().numpy(), atol=1e-5, err_msg=m.name)
+        built = _as_built(m)
+        n_bn = sum(isinstance(x, torch.nn.BatchNorm2d) for x in built.modules())
+        left = sum(isinstance(x, torch.nn.BatchNorm2d) for x in m.module.modules())
+        if m.name in ("senet", "resnet", "res2net", "gnn"):
+            assert n_bn > 0 and left == 0, (m.name, n_bn, left)  # every conv->BN pair folded
+
+
+def test_the_shipped_set_scores_as_built(shipped):
+    """Folding and layout are speed choices only: the registry's plain model gives the same P(fake)."""
+    _check_same_scores(shipped, torch.from_numpy(np.stack([speechlike(3.0, seed=s) for s in range(4)])))
+
+
+def test_the_seed_shapes_score_as_built(fast_weights, seed_weights):
+    x = torch.from_numpy(np.stack([speechlike(8.0, seed=s) for s in range(2)]))
+    _check_same_scores(load_set("seed", models=FAST_MODELS, weights_dir=fast_weights, allow_download=False), x)
+    _check_same_scores(load_set("seed", models="resnet,res2net", weights_dir=seed_weights,
+                                allow_download=False), x)
 
 
 def test_channels_last_leaves_models_without_4d_weights_alone():
@@ -52,6 +76,16 @@ def test_channels_last_leaves_models_without_4d_weights_alone():
     before = [p.data_ptr() for p in lstm.parameters()]
     assert channels_last(lstm) is lstm
     assert [p.data_ptr() for p in lstm.parameters()] == before
+
+
+def test_folding_keeps_a_batchnorm_that_does_not_follow_a_conv():
+    net = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.ReLU(), torch.nn.BatchNorm2d(3)).eval()
+    net[2].running_mean.fill_(0.5)
+    net[2].running_var.fill_(2.0)
+    x = torch.randn(2, 2, 6, 6)
+    folded = fold_batchnorm(copy.deepcopy(net))
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules()) == 1
+    torch.testing.assert_close(folded(x), net(x))
 
 
 def test_bf16_context_really_autocasts_and_fp32_does_not():
