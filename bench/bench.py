@@ -319,6 +319,8 @@ def _log(msg: str) -> None:
 def machine_facts(threads: int) -> list[str]:
     import torch
 
+    from core.execution import bf16_native
+
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -336,7 +338,8 @@ def machine_facts(threads: int) -> list[str]:
         pass
     return [f"- date: {dt.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
             f"- machine: {cpu}, {os.cpu_count()} logical CPUs{mem}; {platform.system()} {platform.release()}",
-            f"- Python {platform.python_version()}, torch {torch.__version__}, torch threads {threads}",
+            f"- Python {platform.python_version()}, torch {torch.__version__}, torch threads {threads}; "
+            f"native bfloat16 (oneDNN): {'yes' if bf16_native() else 'no'}",
             f"- load average at start: {', '.join(f'{x:.1f}' for x in os.getloadavg())}"]
 
 
@@ -455,7 +458,8 @@ def main(argv=None) -> int:
         if args.note:
             md.append(f"- note: {args.note}")
         md += ["", "Command: `python bench/bench.py " + " ".join(sys.argv[1:] if argv is None else argv) + "`",
-               "", "P(fake) values are irrelevant here (random weights); only time and memory are measured. "
+               "", "The seed-shape set has random weights (its P(fake) values mean nothing; time and memory do not "
+               "depend on them). "
                "Each measurement runs in its own subprocess; peak RSS is that process's maximum resident set "
                "(VmHWM: model weights, torch runtime and audio included).", ""]
 

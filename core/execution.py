@@ -53,11 +53,12 @@ def channels_last(module: nn.Module) -> nn.Module:
 
 
 def fold_batchnorm(module: nn.Module) -> nn.Module:
-    """An eval-mode module with conv -> batch-norm pairs folded (a copy where fx traced it)."""
+    """An eval-mode module with conv -> batch-norm pairs folded, in place (no second copy of the
+    weights: SENet154 alone is 460 MB); where fx traced it, the result is an fx GraphModule."""
     from torch.fx.experimental.optimization import fuse
 
     try:
-        return fuse(module)
+        return fuse(module, inplace=True)  # tracing fails before anything is modified
     except Exception:  # untraceable (data-dependent control flow): fold inside its children
         for name, child in module.named_children():
             setattr(module, name, fold_batchnorm(child))

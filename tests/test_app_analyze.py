@@ -197,10 +197,10 @@ def test_one_failing_model_is_that_models_error(app_env, engine, clip12, monkeyp
     exp = engine.score(clip12, name="speech.wav")
     original = LoadedModel.p_fake
 
-    def broken(self, feats):
+    def broken(self, feats, *args):
         if self.name == "gnn":
             raise RuntimeError("simulated failure")
-        return original(self, feats)
+        return original(self, feats, *args)
 
     monkeypatch.setattr(LoadedModel, "p_fake", broken)
     at = upload(new_app(PAGE), "speech.wav", clip12)

@@ -188,10 +188,10 @@ def test_a_failing_model_leaves_the_others_in_the_row(app_env, engine, clips, mo
 
     original = LoadedModel.p_fake
 
-    def broken(self, feats):
+    def broken(self, feats, *args):
         if self.name == "lstm":
             raise RuntimeError("simulated lstm failure")
-        return original(self, feats)
+        return original(self, feats, *args)
 
     monkeypatch.setattr(LoadedModel, "p_fake", broken)
     at = new_app(PAGE)

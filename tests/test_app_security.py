@@ -255,8 +255,8 @@ def test_one_failing_model_is_its_own_error_on_the_analyze_page(app_env, engine,
     exp = engine.score(alpha, name="alpha.wav")
     original = LoadedModel.p_fake
 
-    def failing(self, feats):
-        p = original(self, feats)
+    def failing(self, feats, *args):
+        p = original(self, feats, *args)
         if self.name != "lstm":
             return p
         if how == "raise":

@@ -9,7 +9,8 @@ the seed computes for a batch of one, for every clip of any batch.
 
 `SearchedDarts` is the project's DARTS that really searches: a small cell of mixed
 operations (softmax architecture weights `alpha`, partial channel connections with K=4,
-edge normalisation `beta`, as in PC-DARTS) over the log-mel, then LSTM layers over time.
+edge normalisation `beta`, as in PC-DARTS) over the log-mel, then an LSTM layer that reads
+each frame's frequency bands.
 `derive_genotype()` turns the search into a discrete cell; `DartsLSTM(genotype)` is the
 network built from that genotype and trained from scratch.
 """
@@ -135,33 +136,38 @@ class _FixedCell(nn.Module):
 
 
 class _Trunk(nn.Module):
-    """Stem -> cell -> reduce -> cell -> LSTM over time -> logit. Cells are supplied."""
+    """Stem -> cell -> reduce -> cell -> at every frame an LSTM across the frequency bands -> logit.
 
-    def __init__(self, c: int, cells: list[nn.Module], lstm_hidden: int, n_mels: int):
+    The cells are supplied (searched or fixed). The LSTM layers read each frame's bands from low
+    to high (bidirectional); the strongest band response per frame is pooled over time (max and
+    mean). An LSTM over time after the cells (session 1) stayed at 43% mean leave-one-source-out
+    EER; reading bands per frame, the same search reached 9% on the first held-out source.
+    """
+
+    def __init__(self, c: int, cells: list[nn.Module], lstm_hidden: int):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(1, c, 3, 2, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU())
+        self.stem = nn.Sequential(nn.Conv2d(1, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(),
+                                  nn.MaxPool2d(2))
         self.cell1, self.cell2 = cells
         self.reduce = nn.Sequential(nn.Conv2d(c, 2 * c, 3, 2, 1, bias=False), nn.BatchNorm2d(2 * c), nn.ReLU())
-        self.lstm = nn.LSTM(2 * c * max(1, n_mels // 16), lstm_hidden, num_layers=2, batch_first=True,
-                            dropout=0.2)
-        self.fpool = max(1, n_mels // 16)
+        self.lstm = nn.LSTM(2 * c, lstm_hidden // 2, num_layers=1, batch_first=True, bidirectional=True)
         self.head = nn.Linear(2 * lstm_hidden, 1)
 
     def encode(self, feats: torch.Tensor, run_cell1, run_cell2) -> torch.Tensor:
         x = run_cell1(self.stem(feats.unsqueeze(1)))
-        x = run_cell2(self.reduce(x))                    # [B, 2c, F/4, T/4]
-        x = F.adaptive_avg_pool2d(x, (self.fpool, x.shape[-1]))
-        seq = x.flatten(1, 2).transpose(1, 2)            # [B, T/4, 2c * fpool]
-        h, _ = self.lstm(seq)
-        return self.head(torch.cat([h[:, -1], h.mean(1)], dim=-1)).squeeze(-1)
+        h = run_cell2(self.reduce(x))                    # [B, 2c, F/4, T/4]
+        b, c, f, t = h.shape
+        out, _ = self.lstm(h.permute(0, 3, 2, 1).reshape(b * t, f, c))  # one band sequence per frame
+        per_frame = out.amax(dim=1).view(b, t, -1)
+        return self.head(torch.cat([per_frame.amax(dim=1), per_frame.mean(dim=1)], dim=-1)).squeeze(-1)
 
 
 class SearchedDarts(nn.Module):
     """The search network: mixed operations with architecture weights alpha and beta."""
 
-    def __init__(self, c: int = 16, lstm_hidden: int = 64, n_mels: int = 64):
+    def __init__(self, c: int = 16, lstm_hidden: int = 64):
         super().__init__()
-        self.trunk = _Trunk(c, [_SearchCell(c), _SearchCell(2 * c)], lstm_hidden, n_mels)
+        self.trunk = _Trunk(c, [_SearchCell(c), _SearchCell(2 * c)], lstm_hidden)
         n_edges = len(_edges())
         self.alpha = nn.Parameter(1e-3 * torch.randn(n_edges, len(OPS)))
         self.beta = nn.ParameterList([nn.Parameter(1e-3 * torch.randn(i + 1)) for i in range(N_NODES)])
@@ -199,10 +205,10 @@ class SearchedDarts(nn.Module):
 class DartsLSTM(nn.Module):
     """The discrete network from a searched genotype. Output: one logit of P(fake)."""
 
-    def __init__(self, genotype: list[list], c: int = 16, lstm_hidden: int = 64, n_mels: int = 64):
+    def __init__(self, genotype: list[list], c: int = 16, lstm_hidden: int = 64):
         super().__init__()
         self.genotype = genotype
-        self.trunk = _Trunk(c, [_FixedCell(c, genotype), _FixedCell(2 * c, genotype)], lstm_hidden, n_mels)
+        self.trunk = _Trunk(c, [_FixedCell(c, genotype), _FixedCell(2 * c, genotype)], lstm_hidden)
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         return self.trunk.encode(feats, self.trunk.cell1, self.trunk.cell2)

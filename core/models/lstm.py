@@ -3,8 +3,8 @@
 `SeedLSTM` is the seed's `LSTMClassifier`: one LSTM layer (128 mel bins -> 32) over the
 frames of front end B, a linear layer on the last time step; its output is a logit of P(real).
 
-`BiLSTM` is the project's compact model: a light conv front that halves time, then a
-two-layer bidirectional LSTM and attentive pooling over time; output a logit of P(fake).
+`BiLSTM` is the project's compact model: a small conv encoder, then a bidirectional LSTM that
+reads each frame's frequency bands; output a logit of P(fake).
 """
 
 from __future__ import annotations
@@ -25,18 +25,29 @@ class SeedLSTM(nn.Module):
 
 
 class BiLSTM(nn.Module):
-    def __init__(self, n_mels: int = 64, conv: int = 64, hidden: int = 96):
+    """Compact LSTM: a 2-layer conv encoder, then at every frame a bidirectional LSTM reads the
+    frequency bands from low to high; the strongest band response per frame is pooled over time
+    (max and mean). Output: one logit of P(fake).
+
+    Why across frequency: on the pool's leave-one-source-out folds, LSTMs reading the frames in
+    time order (the session-1 BiLSTM, and one over conv features) stayed at 42-49% mean EER on
+    unseen sources; reading the spectrum of each frame, the LSTM learns local spectral artefacts
+    instead of the content and rhythm of the training sentences.
+    """
+
+    def __init__(self, n_mels: int = 64, conv: int = 32, hidden: int = 32):
         super().__init__()
-        self.front = nn.Sequential(
-            nn.Conv1d(n_mels, conv, 5, stride=2, padding=2), nn.BatchNorm1d(conv), nn.GELU(),
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, conv // 2, 3, padding=1), nn.BatchNorm2d(conv // 2), nn.SELU(), nn.MaxPool2d(2),
+            nn.Conv2d(conv // 2, conv, 3, padding=1), nn.BatchNorm2d(conv), nn.SELU(), nn.MaxPool2d(2),
         )
-        self.lstm = nn.LSTM(conv, hidden, num_layers=2, batch_first=True, bidirectional=True, dropout=0.2)
-        self.att = nn.Linear(2 * hidden, 1)
+        self.lstm = nn.LSTM(conv, hidden, num_layers=1, batch_first=True, bidirectional=True)
         self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(4 * hidden, 1))
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        x = self.front(feats).transpose(1, 2)  # [B, T/2, conv]
-        h, _ = self.lstm(x)
-        w = torch.softmax(self.att(h), dim=1)
-        pooled = torch.cat([(w * h).sum(1), h.max(1).values], dim=-1)
-        return self.head(pooled).squeeze(-1)
+        h = self.encoder(feats.unsqueeze(1))                      # [B, C, F/4, T/4]
+        b, c, f, t = h.shape
+        bands = h.permute(0, 3, 2, 1).reshape(b * t, f, c)        # one sequence of bands per frame
+        out, _ = self.lstm(bands)                                 # [B*T, F, 2H]
+        per_frame = out.amax(dim=1).view(b, t, -1)                # strongest band response per frame
+        return self.head(torch.cat([per_frame.amax(dim=1), per_frame.mean(dim=1)], dim=-1)).squeeze(-1)

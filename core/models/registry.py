@@ -115,11 +115,11 @@ _SEED_SPECS = (
 
 _SHIPPED_SPECS = (
     ModelSpec("senet", "SE-ResNet (compact)", lambda c: CompactCNN("senet"), LOGMEL64, "senet.safetensors",
-              "logit_fake", description="4-stage SE-ResNet, 16-128 channels"),
+              "logit_fake", description="3x3 stem + 2 SE basic blocks (16-64 ch), max over frequency"),
     ModelSpec("resnet", "ResNet (compact)", lambda c: CompactCNN("resnet"), LOGMEL64, "resnet.safetensors",
-              "logit_fake", description="4-stage ResNet, 16-128 channels"),
+              "logit_fake", description="3x3 stem + 2 basic blocks (16-64 ch), max over frequency"),
     ModelSpec("res2net", "Res2Net (compact)", lambda c: CompactCNN("res2net"), LOGMEL64, "res2net.safetensors",
-              "logit_fake", description="4-stage Res2Net, scale 4"),
+              "logit_fake", description="3x3 stem + 2 Bottle2neck blocks (scale 4), max over frequency"),
     ModelSpec("gnn", "Graph attention (AASIST-style)", lambda c: GraphAttentionNet(), LOGMEL64,
               "gnn.safetensors", "logit_fake", description="conv encoder + temporal and spectral graph attention"),
     ModelSpec("darts", "PC-DARTS cell + LSTM (searched)",
