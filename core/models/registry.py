@@ -124,9 +124,9 @@ _SHIPPED_SPECS = (
               "gnn.safetensors", "logit_fake", description="conv encoder + temporal and spectral graph attention"),
     ModelSpec("darts", "PC-DARTS cell + LSTM (searched)",
               lambda c: DartsLSTM(genotype=c["architecture"]["genotype"]), LOGMEL64, "darts.safetensors",
-              "logit_fake", description="searched cell (genotype in the card) + 2-layer LSTM"),
+              "logit_fake", description="searched PC-DARTS cell (genotype in the card) + BiLSTM across each frame's frequency bands"),
     ModelSpec("lstm", "BiLSTM (compact)", lambda c: BiLSTM(), LOGMEL64, "lstm.safetensors",
-              "logit_fake", description="conv + 2-layer BiLSTM + attentive pooling"),
+              "logit_fake", description="2-layer conv encoder + BiLSTM across each frame's frequency bands, max/mean over time"),
 )
 
 SETS: dict[str, ModelSet] = {
