@@ -65,7 +65,7 @@ def add_model_options(p: argparse.ArgumentParser, scoring: bool = True) -> None:
                    help="background threads decoding the next files while the models run (default 2)")
     s.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp32 (default) or bf16: bfloat16 autocast, 1.3-2.5x faster conv nets on CPUs with "
-                        "AMX/AVX512-BF16, scores differ from fp32 by up to about 1e-3 (bench/RESULTS.md)")
+                        "AMX/AVX512-BF16; scores differ from fp32 by up to about 1e-2 (bench/RESULTS.md)")
     s.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help="CPU threads torch may use (default: torch's choice, usually all cores)")
 

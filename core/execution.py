@@ -8,12 +8,13 @@ Three settings, measured on the project's 2-core Xeon (bench/RESULTS.md):
   like the GNN's data-dependent top-k pooling, is searched inside instead). Batch norms took a
   fifth to a quarter of the compact CNNs' time; scores change by < 1e-5.
 * channels-last (NHWC) weights, always on. oneDNN's convolution and max-pool kernels are
-  vectorised over channels; in the default NCHW layout a 3x3 max-pool alone took 40% of a compact
-  ResNet's time. Converting the weights once makes every conv net 2-3x faster at batch 32 with
+  vectorised over channels; in the default NCHW layout a 3x3 max-pool alone took 40% of the
+  session-1 compact ResNet's time. Converting the weights once makes every conv net 2-3x faster at batch 32 with
   the same arithmetic (max |dP| 6e-8 on the shipped set). Models without 4-D weights are untouched.
 * `precision="bf16"`, opt-in: autocast to bfloat16 where the CPU computes it natively (AMX or
-  AVX512-BF16). Another 1.3-2.5x on conv nets (SENet154: 2.4x), but scores move by up to about
-  1e-3, so it is a choice the user makes (`--precision bf16`), never the default. On a CPU without
+  AVX512-BF16). Another 1.3-2.5x on conv nets (SENet154: 2.3x), but scores move (bench: max
+  |dP| 1.5e-3 on the seed set, 8.5e-3 on the shipped set), so it is a choice the user makes
+  (`--precision bf16`), never the default. On a CPU without
   native bf16 it still gives correct-to-bf16 results, only slower.
 """
 
