@@ -47,10 +47,8 @@ def bf16_native() -> bool:
 
 
 def channels_last(module: nn.Module) -> nn.Module:
-    """Store a module's 4-D weights channels-last (in place); a no-op for models without them."""
-    if any(p.dim() == 4 for p in module.parameters()):
-        module.to(memory_format=torch.channels_last)
-    return module
+    """Store a module's 4-D weights channels-last (in place); torch leaves other tensors as they are."""
+    return module.to(memory_format=torch.channels_last)
 
 
 def fold_batchnorm(module: nn.Module) -> nn.Module:

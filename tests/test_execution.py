@@ -1,4 +1,4 @@
-"""core/execution.py: channels-last weights (same scores, always on) and opt-in bf16 autocast."""
+"""core/execution.py: batch-norm folding and channels-last weights (same scores, always on), opt-in bf16."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from conftest import FAST_MODELS, speechlike
@@ -116,8 +117,6 @@ def test_bf16_scores_stay_close_to_fp32_but_are_computed_in_bf16(shipped):
 
 def test_cli_precision_option(tmp_path, fast_weights):
     wav = tmp_path / "a.wav"
-    import soundfile as sf
-
     sf.write(wav, speechlike(2.0, seed=5), SR)
     base = ["score", wav, "--set", "seed", "--models", FAST_MODELS, "--weights-dir", fast_weights,
             "--no-download", "--json", "--no-progress"]
