@@ -13,7 +13,7 @@ import torch
 from conftest import FAST_MODELS, speechlike
 from core.audio import AudioFacts
 from core.errors import ConfigError
-from core.execution import channels_last, check_precision, fold_batchnorm, numeric_context
+from core.execution import channels_last, check_precision, fold_batchnorm, numeric_context, pool_before_activation
 from core.features import compute
 from core.inference import Detector
 from core.loading import load_set
@@ -86,6 +86,58 @@ def test_folding_keeps_a_batchnorm_that_does_not_follow_a_conv():
     folded = fold_batchnorm(copy.deepcopy(net))
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules()) == 1
     torch.testing.assert_close(folded(x), net(x))
+
+
+class _PoolAfterActs(torch.nn.Module):
+    """relu -> pool and selu -> pool (movable), silu -> pool (not monotonic), and an in-place
+    relu whose input another branch also reads (moving it would change that branch)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 4, 3, padding=1)
+        self.relu, self.selu, self.silu = torch.nn.ReLU(), torch.nn.SELU(), torch.nn.SiLU()
+        self.relu_inplace = torch.nn.ReLU(inplace=True)
+        self.pool, self.pool2, self.pool3, self.pool4 = (torch.nn.MaxPool2d(2, padding=p) for p in (0, 1, 0, 0))
+
+    def forward(self, x):
+        a = self.pool(self.relu(self.conv(x)))
+        b = self.pool2(self.selu(a))
+        c = self.pool3(self.silu(b))
+        y = c * 2
+        d = self.pool4(self.relu_inplace(y))
+        return d.sum(dim=(2, 3)) + y.mean(dim=(2, 3))
+
+
+def _order(gm):
+    return [n.target for n in gm.graph.nodes if n.op == "call_module"]
+
+
+def test_pools_move_before_monotonic_activations_only_and_scores_do_not_change():
+    net = _PoolAfterActs().eval()
+    x = torch.randn(3, 2, 20, 20)
+    ref = net(x.clone())
+    gm = torch.fx.symbolic_trace(copy.deepcopy(net))
+    assert pool_before_activation(gm) == 3  # pool passes relu; pool2 passes selu, then relu too
+    order = _order(gm)
+    assert order[:5] == ["conv", "pool", "pool2", "relu", "selu"]
+    assert order.index("silu") < order.index("pool3")                    # SiLU dips below zero: stays
+    assert order.index("relu_inplace") < order.index("pool4")            # y is read twice: stays
+    torch.testing.assert_close(gm(x.clone()), ref, rtol=0, atol=0)
+    assert pool_before_activation(gm) == 0                               # nothing left to move
+
+
+def test_the_engine_moves_pools_in_every_shipped_model(shipped):
+    for m in shipped.models:
+        graphs = [g for g in m.module.modules() if isinstance(g, torch.fx.GraphModule)]
+        nodes = [n for g in graphs for n in g.graph.nodes]
+        mods = {k: v for g in graphs for k, v in g.named_modules()}
+        after_pool = [n for n in nodes if n.op == "call_module" and isinstance(mods.get(n.target), torch.nn.MaxPool2d)
+                      and isinstance(n.args[0], torch.fx.Node) and n.args[0].op == "call_module"
+                      and isinstance(mods.get(n.args[0].target), (torch.nn.ReLU, torch.nn.SELU))]
+        moved = [n for n in nodes if n.op == "call_module" and isinstance(mods.get(n.target), (torch.nn.ReLU, torch.nn.SELU))
+                 and isinstance(n.args[0], torch.fx.Node) and n.args[0].op == "call_module"
+                 and isinstance(mods.get(n.args[0].target), torch.nn.MaxPool2d)]
+        assert moved and not after_pool, m.name
 
 
 def test_bf16_context_really_autocasts_and_fp32_does_not():
