@@ -6,9 +6,9 @@
 
 Prints a markdown report:
   * per model: ms per 10 s of audio on the batch path (windows batched, front end shared,
-    conv weights channels-last), the same with `--precision bf16`, and on the naive path the
-    seed uses (one window at a time, batch size 1, the model computing its own features, weights
-    in PyTorch's default layout), with the ratios;
+    batch norms folded, pools before activations, conv weights channels-last), the same with
+    `--precision bf16`, and on the naive path the seed uses (one window at a time, batch size 1,
+    the model computing its own features, the model exactly as built and loaded), with the ratios;
   * the ensemble's real-time factor (seconds of compute per second of audio, decoding included);
   * batch throughput (files/s) on synthetic clips of 3-15 s through `run_batch` (the CLI's
     `batch`) in fp32 and bf16, and the naive path over the same clips, one file at a time, with
@@ -147,19 +147,17 @@ def _detector(cfg: dict, models: str, **kw):
                              allow_download=False, **kw)
 
 
-def seed_way(det, copy: bool = True) -> list:
-    """The detector's models as the seed's code runs them: weights in PyTorch's default NCHW layout
-    (the engine stores conv weights channels-last, core/execution.py), float32. `copy=True` leaves
-    the detector's own modules as they are (for measuring both paths in one process)."""
-    import copy as copying
+def seed_way(det) -> list:
+    """The detector's models as the seed's code runs them: built by the registry and filled from the
+    same checkpoint, nothing else (batch norms unfolded, PyTorch's default NCHW layout, float32).
+    The engine's own modules (core/execution.py) are left as they are, so both paths can be
+    measured in one process."""
     import dataclasses
 
-    import torch
+    from core.weights import load_weights
 
-    def nchw(module):
-        return (copying.deepcopy(module) if copy else module).to(memory_format=torch.contiguous_format)
-
-    return [dataclasses.replace(m, module=nchw(m.module)) for m in det.models]
+    return [dataclasses.replace(m, module=load_weights(m.spec.build(m.card), m.checkpoint.path))
+            for m in det.models]
 
 
 def _naive_file(det, models, samples) -> dict:
@@ -267,7 +265,7 @@ def phase_naive(cfg: dict) -> dict:
     from core.audio import load_audio
 
     det = _detector(cfg, cfg["models"], batch_size=1)
-    models = seed_way(det, copy=False)
+    models = seed_way(det)
     _naive_file(det, models, synth(3.0, SR, 1))
     audio_s = 0.0
     c0, t0 = _cpu_s(), time.perf_counter()
@@ -393,7 +391,7 @@ def bench_set(set_name: str, models: list[str], cfg0: dict, clips: list[Path], n
            row("batch (`run_batch`: decoding in threads, shared front ends, batched windows)", b_all),
            row("batch, on the naive subset", b_sub),
            row("batch with `--precision bf16`, on the naive subset", b16),
-           row("naive (the seed's way: one file at a time, per-model features, batch size 1, NCHW fp32)", nv),
+           row("naive (the seed's way: one file at a time, per-model features, batch size 1, models as built)", nv),
            "", f"**Batch path vs naive path on the same {nv['files']} clips: {ratio:.1f}x the throughput in fp32, "
            f"{ratio16:.1f}x with `--precision bf16`** (wall clock; target >= 5x); fp32: {cpu_ratio:.1f}x less "
            f"CPU time. bf16 against fp32 on these clips: max |P(fake) difference| {max(diffs, default=0):.1e} "
