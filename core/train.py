@@ -36,6 +36,7 @@ from .errors import ConfigError, DetectorError
 from .features import LOGMEL64, FrontEnd
 from .inference import window_starts
 from .metrics import eer, error_rates, fit_platt, roc_auc
+from .models.averaged import SeedAverage
 from .models.darts import SearchedDarts
 from .models.registry import MODEL_NAMES, get_set
 
@@ -235,6 +236,14 @@ def train_one(name, feats, clip, labels, train_clips, variants, epochs, seed, ca
     return model.eval()
 
 
+def train_members(name, feats, clip, labels, train_clips, variants, epochs, seed, members: int = 1, card=None,
+                  quiet=False, log=None) -> torch.nn.Module:
+    """`members` networks trained alike from seeds seed, seed + 100, ...; more than one is a SeedAverage."""
+    nets = [train_one(name, feats, clip, labels, train_clips, variants, epochs, seed + 100 * j, card, quiet=quiet,
+                      log=log) for j in range(max(1, members))]
+    return nets[0] if len(nets) == 1 else SeedAverage(nets)
+
+
 @torch.no_grad()
 def score_clips(model: torch.nn.Module, windows: list[torch.Tensor]) -> np.ndarray:
     """Per-clip P(fake) = mean of window P(fake), as the Detector computes it (before calibration)."""
@@ -330,8 +339,8 @@ def run_family(name: str, args, pool: Pool, feats, clip, log) -> dict:
                               seed, quiet=args.quiet)
             genotypes[g] = gt
             card = {"architecture": {"genotype": gt}}
-        model = train_one(name, feats, clip, labels, train_clips, args.variants, args.epochs, seed, card,
-                          quiet=args.quiet)
+        model = train_members(name, feats, clip, labels, train_clips, args.variants, args.epochs, seed,
+                              args.members, card, quiet=args.quiet)
         p = score_clips(model, [windows[i] for i in test_clips])
         oof[test_clips] = p
         for gi in fold:
@@ -352,8 +361,8 @@ def run_family(name: str, args, pool: Pool, feats, clip, log) -> dict:
         genotype = search_darts(feats, clip, labels, pool.groups, np.arange(len(pool.audio)), args.variants,
                                 args.search_epochs, args.seed, quiet=args.quiet)
         card = {"architecture": {"genotype": genotype}}
-    model = train_one(name, feats, clip, labels, np.arange(len(pool.audio)), args.variants,
-                      args.final_epochs or args.epochs, args.seed, card, quiet=args.quiet, log=log)
+    model = train_members(name, feats, clip, labels, np.arange(len(pool.audio)), args.variants,
+                          args.final_epochs or args.epochs, args.seed, args.members, card, quiet=args.quiet, log=log)
     result.update(model=model, genotype=genotype, train_seconds=time.time() - t_start)
     return result
 
@@ -407,7 +416,9 @@ def write_card(name: str, out_dir: Path, model: torch.nn.Module, summary: dict, 
             c["fake" if l else "real"] += 1
     card = {
         "name": name, "set": "shipped", "family": spec.family, "description": spec.description,
-        "architecture": {"class": type(model).__name__, **({"genotype": genotype} if genotype else {})},
+        "architecture": {"class": type(model).__name__, **({"genotype": genotype} if genotype else {}),
+                         **({"members": len(model.members), "member_class": type(model.members[0]).__name__}
+                            if isinstance(model, SeedAverage) else {})},
         "parameters": int(sum(p.numel() for p in model.parameters())),
         "front_end": LOGMEL64.as_dict(),
         "output": "logit of P(fake); the engine applies the calibration below",
@@ -424,6 +435,8 @@ def write_card(name: str, out_dir: Path, model: torch.nn.Module, summary: dict, 
                      "batch_size": 32, "optimizer": "AdamW 2e-3, one-cycle",
                      "loss": "BCE with logits, label 1 = fake, fake examples weighted n_real/n_fake",
                      "seed": args.seed, "seconds": round(train_seconds, 1),
+                     **({"member_seeds": [args.seed + 100 * j for j in range(args.members)]}
+                        if args.members > 1 else {}),
                      **({"darts_search_epochs": args.search_epochs} if name == "darts" else {})},
         "validation": {
             "protocol": "leave-one-source-out over the pool's source repositories; whole-clip scoring "
@@ -471,6 +484,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="drop manifest rows, e.g. attack_type=codec_resynthesis (repeatable)")
     p.add_argument("--limit", type=int, default=0, help="use a random subset of this many clips (smoke tests)")
     p.add_argument("--seed", type=int, default=0, help="random seed (data order, augmentation, init)")
+    p.add_argument("--members", type=int, default=1,
+                   help="networks per family trained from different seeds and averaged (their mean logit)")
     p.add_argument("--fp16", action="store_true", help="store weights as float16")
     p.add_argument("--cache", default=str(REPO / "runs" / "cache"), help="cache for decoded audio + bank ('' = none)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")

@@ -12,14 +12,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from conftest import REPO, SHARED_DATA, noise, python_env, speechlike, tone
 from core.datasets import read_labelled
 from core.errors import ConfigError
+from core.features import LOGMEL64
 from core.inference import Detector
 from core.loading import load_set
 from core.models.registry import MODEL_NAMES
 from core.train import add_evaluate_arguments, add_train_arguments, evaluate_command, train_command
+from core.weights import load_weights
 
 
 def _labelled_folder(root: Path, per_group: int = 24, groups=("a", "b")) -> Path:
@@ -86,6 +89,29 @@ def test_train_leave_one_group_out_writes_validation_calibration_and_threshold(t
     # the loaded model uses the card's threshold and says where it came from
     m = load_set("shipped", models="lstm", weights_dir=out).models[0]
     assert m.threshold == pytest.approx(card["threshold"]) and "EER" in m.threshold_source
+
+
+def test_members_are_trained_from_different_seeds_and_averaged(tmp_path):
+    data = _labelled_folder(tmp_path / "data", per_group=8)
+    out = tmp_path / "out"
+    args = _args(add_train_arguments, [
+        "--data", str(data), "--models", "resnet", "--out", str(out), "--epochs", "2", "--variants", "1",
+        "--folds", "none", "--no-griffin-lim", "--cache", "", "--quiet", "--seed", "3", "--report", "",
+        "--members", "2"])
+    assert train_command(args) == 0
+    card = json.loads((out / "resnet.json").read_text())
+    assert card["architecture"]["members"] == 2 and card["architecture"]["class"] == "SeedAverage"
+    assert card["training"]["member_seeds"] == [3, 103]
+    m = load_set("shipped", models="resnet", weights_dir=out).models[0]
+    plain = m.spec.build(card)
+    load_weights(plain, m.checkpoint.path)
+    a, b = plain.members
+    assert not torch.equal(a.head.weight, b.head.weight)  # really two networks, not one copied
+    x = torch.from_numpy(np.stack([speechlike(3.0, seed=s) for s in range(3)]))
+    feats = LOGMEL64(x)
+    with torch.no_grad():
+        mean_logit = (a(feats) + b(feats)) / 2
+        np.testing.assert_allclose(m.module(feats).numpy(), mean_logit.numpy(), atol=1e-5)
 
 
 def test_labelled_layouts(tmp_path):

@@ -25,6 +25,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..features import LOGMEL64, SEED_A, SEED_B, FrontEnd
+from .averaged import with_members
 from .cnn import CompactCNN, SeedCNN
 from .darts import DartsLSTM, SeedDarts
 from .gnn import GraphAttentionNet, SeedGCN
@@ -113,20 +114,25 @@ _SEED_SPECS = (
               "logit_real", description="LSTM(128 -> 32) on the last frame"),
 )
 
-_SHIPPED_SPECS = (
-    ModelSpec("senet", "SE-ResNet (compact)", lambda c: CompactCNN("senet"), LOGMEL64, "senet.safetensors",
-              "logit_fake", description="3x3 stem + 2 SE basic blocks (16-64 ch), max over frequency"),
-    ModelSpec("resnet", "ResNet (compact)", lambda c: CompactCNN("resnet"), LOGMEL64, "resnet.safetensors",
-              "logit_fake", description="3x3 stem + 2 basic blocks (16-64 ch), max over frequency"),
-    ModelSpec("res2net", "Res2Net (compact)", lambda c: CompactCNN("res2net"), LOGMEL64, "res2net.safetensors",
-              "logit_fake", description="3x3 stem + 2 Bottle2neck blocks (scale 4), max over frequency"),
-    ModelSpec("gnn", "Graph attention (AASIST-style)", lambda c: GraphAttentionNet(), LOGMEL64,
+_SHIPPED_SPECS = (  # a card with "members": k in its architecture builds k seeds averaged (models/averaged.py)
+    ModelSpec("senet", "SE-ResNet (compact)", lambda c: with_members(c, lambda: CompactCNN("senet")), LOGMEL64,
+              "senet.safetensors", "logit_fake",
+              description="3x3 stem + 2 SE basic blocks (16-64 ch), max over frequency"),
+    ModelSpec("resnet", "ResNet (compact)", lambda c: with_members(c, lambda: CompactCNN("resnet")), LOGMEL64,
+              "resnet.safetensors", "logit_fake",
+              description="3x3 stem + 2 basic blocks (16-64 ch), max over frequency"),
+    ModelSpec("res2net", "Res2Net (compact)", lambda c: with_members(c, lambda: CompactCNN("res2net")), LOGMEL64,
+              "res2net.safetensors", "logit_fake",
+              description="3x3 stem + 2 Bottle2neck blocks (scale 4), max over frequency"),
+    ModelSpec("gnn", "Graph attention (AASIST-style)", lambda c: with_members(c, GraphAttentionNet), LOGMEL64,
               "gnn.safetensors", "logit_fake", description="conv encoder + temporal and spectral graph attention"),
     ModelSpec("darts", "PC-DARTS cell + LSTM (searched)",
-              lambda c: DartsLSTM(genotype=c["architecture"]["genotype"]), LOGMEL64, "darts.safetensors",
-              "logit_fake", description="searched PC-DARTS cell (genotype in the card) + BiLSTM across each frame's frequency bands"),
-    ModelSpec("lstm", "BiLSTM (compact)", lambda c: BiLSTM(), LOGMEL64, "lstm.safetensors",
-              "logit_fake", description="2-layer conv encoder + BiLSTM across each frame's frequency bands, max/mean over time"),
+              lambda c: with_members(c, lambda: DartsLSTM(genotype=c["architecture"]["genotype"])), LOGMEL64,
+              "darts.safetensors", "logit_fake",
+              description="searched PC-DARTS cell (genotype in the card) + BiLSTM across each frame's frequency bands"),
+    ModelSpec("lstm", "BiLSTM (compact)", lambda c: with_members(c, BiLSTM), LOGMEL64, "lstm.safetensors",
+              "logit_fake",
+              description="2-layer conv encoder + BiLSTM across each frame's frequency bands, max/mean over time"),
 )
 
 SETS: dict[str, ModelSet] = {
