@@ -38,6 +38,7 @@ class FrontEnd:
     norm: str = "none"           # "none" | "clip_z" (whole-tensor z-norm per window)
     pad: str = "zeros"           # how a short window is filled: "zeros" (features) | "repeat" (audio)
     mel_scale: str = "htk"
+    scale: str = "mel"           # "mel" filterbank, or "linear": triangular filters evenly spaced in Hz
     description: str = ""
 
     @property
@@ -58,7 +59,10 @@ class FrontEnd:
 
 
 @lru_cache(maxsize=None)
-def _mel(fe: FrontEnd) -> torchaudio.transforms.MelSpectrogram:
+def _mel(fe: FrontEnd) -> torch.nn.Module:
+    """The front end's power filterbank (mel, or linear in Hz): `[B, samples]` -> `[B, n_mels, T]`."""
+    if fe.scale == "linear":
+        return _LinearFilterbank(fe)
     with warnings.catch_warnings():  # the seed's 128-bin default leaves some filters empty, by design
         warnings.filterwarnings("ignore", message="At least one mel filterbank")
         return _build_mel(fe)
@@ -69,6 +73,24 @@ def _build_mel(fe: FrontEnd) -> torchaudio.transforms.MelSpectrogram:
         sample_rate=TARGET_SR, n_fft=fe.n_fft, win_length=fe.win_length, hop_length=fe.hop,
         f_min=fe.f_min, f_max=fe.f_max, n_mels=fe.n_mels, mel_scale=fe.mel_scale,
     ).eval()
+
+
+class _LinearFilterbank(torch.nn.Module):
+    """Power spectrogram through `n_mels` triangular filters evenly spaced in Hz (as LFCCs use):
+    the top octave keeps as many bands as the bottom one, where the mel scale merges it into few.
+    Vocoders leave their traces up there."""
+
+    def __init__(self, fe: FrontEnd):
+        super().__init__()
+        self.spec = torchaudio.transforms.Spectrogram(n_fft=fe.n_fft, win_length=fe.win_length, hop_length=fe.hop,
+                                                      power=2.0)
+        fb = torchaudio.functional.linear_fbanks(fe.n_fft // 2 + 1, fe.f_min, fe.f_max or TARGET_SR / 2,
+                                                 fe.n_mels, TARGET_SR)
+        self.register_buffer("fb", fb.T.contiguous())  # [n_filters, n_freqs]
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(self.fb, self.spec(x))
 
 
 def fit_length(samples: torch.Tensor, fe: FrontEnd) -> torch.Tensor:
@@ -112,4 +134,10 @@ LOGMEL64 = FrontEnd("logmel64", n_fft=512, win_length=400, hop=160, n_mels=64, f
                     description="log-mel 64 bins (20-7600 Hz), 25 ms / 10 ms, per-window z-norm, "
                                 "3 s windows, short clips tiled")
 
-FRONT_ENDS = {fe.name: fe for fe in (SEED_A, SEED_B, LOGMEL64)}
+# The project's linear-frequency twin of LOGMEL64: 64 triangular filters evenly spaced over 0-8 kHz.
+LOGLIN64 = FrontEnd("loglin64", n_fft=512, win_length=400, hop=160, n_mels=64, frames=301,
+                    f_min=0.0, f_max=8000.0, log=True, norm="clip_z", pad="repeat", scale="linear",
+                    description="log linear-frequency filterbank, 64 bands (0-8000 Hz, 125 Hz apart), "
+                                "25 ms / 10 ms, per-window z-norm, 3 s windows, short clips tiled")
+
+FRONT_ENDS = {fe.name: fe for fe in (SEED_A, SEED_B, LOGMEL64, LOGLIN64)}

@@ -68,6 +68,10 @@ def load_model(model_set: ModelSet, spec: ModelSpec, weights_dir=None, allow_dow
         module = spec.build(card)
     except (KeyError, TypeError) as e:
         raise WeightsError(f"{ckpt.path}: its model card lacks what the architecture needs ({e})") from None
+    trained_on = (card.get("front_end") or {}).get("name")
+    if trained_on and trained_on != spec.front_end.name:
+        raise WeightsError(f"{ckpt.path}: trained on front end {trained_on!r}, but the registry feeds "
+                           f"{spec.name} with {spec.front_end.name!r}; retrain or fix the registry entry")
     load_weights(module, ckpt.path)
     module = for_inference(module)  # BN folded, channels-last: same scores, 2-3x faster (core/execution.py)
     if card.get("threshold") is not None:

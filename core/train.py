@@ -33,7 +33,7 @@ from torch.nn import functional as F
 from .audio import TARGET_SR, load_audio
 from .datasets import Item, read_labelled
 from .errors import ConfigError, DetectorError
-from .features import LOGMEL64, FrontEnd
+from .features import FRONT_ENDS, LOGMEL64, FrontEnd
 from .inference import window_starts
 from .metrics import eer, error_rates, fit_platt, roc_auc
 from .models.averaged import SeedAverage
@@ -278,31 +278,55 @@ def _exclude_spec(values: list[str]) -> dict[str, set[str]]:
     return out
 
 
-def prepare(args, log) -> tuple[Pool, torch.Tensor, np.ndarray]:
+def prepare(args, log, front_ends=(LOGMEL64,)) -> tuple[Pool, dict]:
+    """The decoded pool and, per front end, its bank of augmented views (cached under --cache).
+    Every bank is built from the same seed, so all front ends see the same augmented audio."""
     cache = Path(args.cache) if args.cache else None
     key = (f"{Path(args.data).resolve()}|{args.variants}|{args.seed}|{args.griffin_lim}|{sorted(args.exclude or [])}"
            f"|{args.aug_strength}|{args.limit}")
     tag = hashlib.sha256(key.encode()).hexdigest()[:12]
+    banks: dict[FrontEnd, tuple] = {}
     if cache and (cache / f"pool_{tag}.pt").is_file():
         blob = torch.load(cache / f"pool_{tag}.pt", weights_only=False)  # our own cache file, written below
         log(f"loaded cached pool and bank {cache / f'pool_{tag}.pt'}")
-        return blob["pool"], blob["feats"], blob["clip"]
-    items = read_labelled(args.data, _exclude_spec(args.exclude))
-    if args.limit:
-        rng = np.random.default_rng(args.seed)
-        items = [items[i] for i in sorted(rng.choice(len(items), min(args.limit, len(items)), replace=False))]
-    pool = decode_pool(items, quiet=args.quiet)
-    log(f"decoded {len(pool.audio)} clips ({int(pool.labels.sum())} fake, {int((1 - pool.labels).sum())} real), "
-        f"{sum(len(a) for a in pool.audio) / TARGET_SR / 60:.1f} min")
-    if args.griffin_lim:
-        extra = griffin_lim_fakes(pool, np.random.default_rng(args.seed), quiet=args.quiet)
-        log(f"added {len(extra.audio)} Griffin-Lim resynthesised fakes")
-        pool = merge(pool, extra)
-    feats, clip = build_bank(pool, LOGMEL64, args.variants, args.seed, quiet=args.quiet, strength=args.aug_strength)
-    if cache:
-        cache.mkdir(parents=True, exist_ok=True)
-        torch.save({"pool": pool, "feats": feats, "clip": clip}, cache / f"pool_{tag}.pt")
-    return pool, feats, clip
+        pool, banks[LOGMEL64] = blob["pool"], (blob["feats"], blob["clip"])
+    else:
+        items = read_labelled(args.data, _exclude_spec(args.exclude))
+        if args.limit:
+            rng = np.random.default_rng(args.seed)
+            items = [items[i] for i in sorted(rng.choice(len(items), min(args.limit, len(items)), replace=False))]
+        pool = decode_pool(items, quiet=args.quiet)
+        log(f"decoded {len(pool.audio)} clips ({int(pool.labels.sum())} fake, {int((1 - pool.labels).sum())} real), "
+            f"{sum(len(a) for a in pool.audio) / TARGET_SR / 60:.1f} min")
+        if args.griffin_lim:
+            extra = griffin_lim_fakes(pool, np.random.default_rng(args.seed), quiet=args.quiet)
+            log(f"added {len(extra.audio)} Griffin-Lim resynthesised fakes")
+            pool = merge(pool, extra)
+        banks[LOGMEL64] = build_bank(pool, LOGMEL64, args.variants, args.seed, quiet=args.quiet,
+                                     strength=args.aug_strength)
+        if cache:
+            cache.mkdir(parents=True, exist_ok=True)
+            torch.save({"pool": pool, "feats": banks[LOGMEL64][0], "clip": banks[LOGMEL64][1]},
+                       cache / f"pool_{tag}.pt")
+    for fe in front_ends:
+        if fe in banks:
+            continue
+        path = cache / f"bank_{tag}_{fe.name}.pt" if cache else None
+        if path and path.is_file():
+            banks[fe] = torch.load(path, weights_only=False)
+            log(f"loaded cached bank {path}")
+            continue
+        banks[fe] = build_bank(pool, fe, args.variants, args.seed, quiet=args.quiet, strength=args.aug_strength)
+        if path:
+            torch.save(banks[fe], path)
+    return pool, banks
+
+
+def family_front_end(name: str, args) -> FrontEnd:
+    """The registry's front end for the family, unless --front-end names another (to try one out:
+    the registry must then name it too before the weights can load)."""
+    chosen = getattr(args, "front_end", None)
+    return FRONT_ENDS[chosen] if chosen else get_set("shipped").spec(name).front_end
 
 
 def validation_folds(groups: np.ndarray, labels: np.ndarray) -> list[list[str]]:
@@ -321,7 +345,7 @@ def run_family(name: str, args, pool: Pool, feats, clip, log) -> dict:
     labels = pool.labels
     groups = np.array(pool.groups)
     is_pool = np.array([o == "pool" for o in pool.origin])
-    windows = {i: eval_windows(pool.audio[i], LOGMEL64) for i in np.flatnonzero(is_pool)}
+    windows = {i: eval_windows(pool.audio[i], family_front_end(name, args)) for i in np.flatnonzero(is_pool)}
     oof = np.full(len(pool.audio), np.nan)
     per_group = {}
     genotypes = {}
@@ -341,8 +365,10 @@ def run_family(name: str, args, pool: Pool, feats, clip, log) -> dict:
             card = {"architecture": {"genotype": gt}}
         model = train_members(name, feats, clip, labels, train_clips, args.variants, args.epochs, seed,
                               args.members, card, quiet=args.quiet)
-        p = score_clips(model, [windows[i] for i in test_clips])
+        test_windows = [windows[i] for i in test_clips]
+        p = score_clips(model, test_windows)
         oof[test_clips] = p
+        members = [score_clips(m, test_windows) for m in model.members] if isinstance(model, SeedAverage) else []
         for gi in fold:
             sel = groups[test_clips] == gi
             y, pg = labels[test_clips][sel], p[sel]
@@ -351,8 +377,12 @@ def run_family(name: str, args, pool: Pool, feats, clip, log) -> dict:
                              "eer": eer(y, pg)[0] if both else float("nan"),
                              "auc": roc_auc(y, pg) if both else float("nan"),
                              "acc_at_0.5": error_rates(y, pg, 0.5)["accuracy"]}
+            if members and both:  # each member alone, to show what averaging bought
+                per_group[gi]["member_eers"] = [eer(y, pm[sel])[0] for pm in members]
             log(f"{name} fold {k + 1}/{len(folds)} held-out {gi}: EER {per_group[gi]['eer']:.3f} "
-                f"({per_group[gi]['n_real']} real, {per_group[gi]['n_fake']} fake) [{time.time() - t_start:.0f}s]")
+                + (f"(members alone: {', '.join(f'{e:.3f}' for e in per_group[gi]['member_eers'])}) "
+                   if "member_eers" in per_group[gi] else "")
+                + f"({per_group[gi]['n_real']} real, {per_group[gi]['n_fake']} fake) [{time.time() - t_start:.0f}s]")
     result = {"per_group": per_group, "oof": oof, "genotypes": genotypes}
     # final model on everything
     card = None
@@ -420,7 +450,7 @@ def write_card(name: str, out_dir: Path, model: torch.nn.Module, summary: dict, 
                          **({"members": len(model.members), "member_class": type(model.members[0]).__name__}
                             if isinstance(model, SeedAverage) else {})},
         "parameters": int(sum(p.numel() for p in model.parameters())),
-        "front_end": LOGMEL64.as_dict(),
+        "front_end": family_front_end(name, args).as_dict(),
         "output": "logit of P(fake); the engine applies the calibration below",
         "training_data": {
             "source": str(args.data), "clips_per_group": counts,
@@ -484,6 +514,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="drop manifest rows, e.g. attack_type=codec_resynthesis (repeatable)")
     p.add_argument("--limit", type=int, default=0, help="use a random subset of this many clips (smoke tests)")
     p.add_argument("--seed", type=int, default=0, help="random seed (data order, augmentation, init)")
+    p.add_argument("--front-end", choices=["logmel64", "loglin64"], default=None,
+                   help="train on this front end instead of the registry's (the card records it)")
     p.add_argument("--members", type=int, default=1,
                    help="networks per family trained from different seeds and averaged (their mean logit)")
     p.add_argument("--fp16", action="store_true", help="store weights as float16")
@@ -510,9 +542,10 @@ def train_command(args) -> int:
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     for n in names:
         get_set("shipped").spec(n)
-    pool, feats, clip = prepare(args, log)
+    front_ends = {n: family_front_end(n, args) for n in names}
+    pool, banks = prepare(args, log, tuple(dict.fromkeys(front_ends.values())))
     for name in names:
-        res = run_family(name, args, pool, feats, clip, log)
+        res = run_family(name, args, pool, *banks[front_ends[name]], log)
         summary = summarise(name, res, pool)
         np.save(out_dir / f"{name}.oof.npy", res["oof"])
         card = write_card(name, out_dir, res["model"], summary, args, pool, res["genotype"], res["train_seconds"])

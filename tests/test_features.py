@@ -10,7 +10,7 @@ import torch
 import torchaudio
 
 from conftest import speechlike
-from core.features import LOGMEL64, SEED_A, SEED_B, FrontEnd, compute
+from core.features import LOGLIN64, LOGMEL64, SEED_A, SEED_B, FrontEnd, compute
 
 
 def seed_front_end_a(x: np.ndarray) -> torch.Tensor:
@@ -96,3 +96,25 @@ def test_logmel_is_log_normalised_and_tiles_short_clips():
 def test_zero_std_does_not_divide_by_zero():
     z = compute(SEED_A, torch.zeros(1, 16000))
     assert torch.all(torch.isfinite(z))
+
+
+def test_loglin_equals_an_independent_numpy_computation():
+    """LOGLIN64 from first principles: centred Hann-400 frames in a 512 FFT, 64 triangles evenly
+    spaced over 0-8 kHz, log, whole-window z-norm (unbiased std)."""
+    x = speechlike(3.0, seed=7).astype(np.float64)
+    xp = np.pad(x, 256, mode="reflect")
+    win = np.zeros(512)
+    win[56:456] = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(400) / 400)  # periodic Hann, centred
+    frames = np.stack([xp[i * 160:i * 160 + 512] * win for i in range(301)])
+    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2                     # [301, 257]
+    freqs, pts = np.linspace(0, 8000, 257), np.linspace(0, 8000, 66)
+    fb = np.stack([np.clip(np.minimum((freqs - pts[j]) / (pts[j + 1] - pts[j]),
+                                      (pts[j + 2] - freqs) / (pts[j + 2] - pts[j + 1])), 0, None)
+                   for j in range(64)])                                 # [64, 257]
+    ref = np.log(fb @ power.T + 1e-6)
+    ref = (ref - ref.mean()) / ref.std(ddof=1)
+    got = LOGLIN64(torch.from_numpy(x).float()[None])[0].numpy()
+    assert got.shape == (64, 301)
+    np.testing.assert_allclose(got, ref, atol=2e-3)
+    # the top octave (4-8 kHz) gets half the bands here, against 15 of 64 in LOGMEL64
+    assert int((pts[1:-1] >= 4000).sum()) == 32

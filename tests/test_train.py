@@ -16,7 +16,7 @@ import torch
 
 from conftest import REPO, SHARED_DATA, noise, python_env, speechlike, tone
 from core.datasets import read_labelled
-from core.errors import ConfigError
+from core.errors import ConfigError, WeightsError
 from core.features import LOGMEL64
 from core.inference import Detector
 from core.loading import load_set
@@ -112,6 +112,20 @@ def test_members_are_trained_from_different_seeds_and_averaged(tmp_path):
     with torch.no_grad():
         mean_logit = (a(feats) + b(feats)) / 2
         np.testing.assert_allclose(m.module(feats).numpy(), mean_logit.numpy(), atol=1e-5)
+
+
+def test_front_end_option_is_recorded_and_a_registry_mismatch_refuses_to_load(tmp_path):
+    data = _labelled_folder(tmp_path / "data", per_group=4)
+    out = tmp_path / "out"
+    args = _args(add_train_arguments, [
+        "--data", str(data), "--models", "lstm", "--out", str(out), "--epochs", "1", "--variants", "1",
+        "--folds", "none", "--no-griffin-lim", "--cache", "", "--quiet", "--report", "", "--front-end", "loglin64"])
+    assert train_command(args) == 0
+    card = json.loads((out / "lstm.json").read_text())
+    assert card["front_end"]["name"] == "loglin64" and card["front_end"]["scale"] == "linear"
+    # the registry feeds lstm with logmel64: weights trained on another front end must not load silently
+    with pytest.raises(WeightsError, match="trained on front end 'loglin64'.*'logmel64'"):
+        load_set("shipped", models="lstm", weights_dir=out)
 
 
 def test_labelled_layouts(tmp_path):
