@@ -12,128 +12,33 @@
   5. train the final model on every group and write `<name>.safetensors` + `<name>.json` (card).
 DARTS searches its cell (PC-DARTS, first-order, alternating weight and architecture steps on two
 halves of the training groups) inside every fold and once for the final model.
+Steps 1-2 live in core/trainset.py; the figures, calibration, ensemble card and report of steps
+3-4 in core/validation_report.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import math
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .audio import TARGET_SR, load_audio
-from .datasets import Item, read_labelled
-from .errors import ConfigError, DetectorError
-from .features import FRONT_ENDS, LOGMEL64, FrontEnd
-from .inference import window_starts
-from .metrics import eer, error_rates, fit_platt, roc_auc
+from .datasets import read_labelled
+from .metrics import eer, error_rates, roc_auc
 from .models.averaged import SeedAverage
 from .models.darts import SearchedDarts
 from .models.registry import MODEL_NAMES, get_set
+from .trainset import Pool, eval_windows, exclude_spec, family_front_end, prepare, progress
+from .validation_report import clean_json, summarise, write_ensemble
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _progress(iterable, desc: str, total: int | None = None, quiet: bool = False):
-    if quiet:
-        return iterable
-    from tqdm import tqdm
-
-    return tqdm(iterable, desc=desc, total=total, file=sys.stderr, leave=False, dynamic_ncols=True)
-
-
-# ---------------------------------------------------------------- data
-
-
-@dataclass
-class Pool:
-    """Decoded clips with labels and split groups; `origin` marks added fakes."""
-
-    audio: list[np.ndarray]
-    labels: np.ndarray
-    groups: list[str]
-    names: list[str]
-    origin: list[str]          # "pool" | "griffinlim"
-    meta: list[dict]
-
-
-def decode_pool(items: list[Item], quiet: bool = False) -> Pool:
-    audio, labels, groups, names, meta = [], [], [], [], []
-    for it in _progress(items, "decode", quiet=quiet):
-        try:
-            a = load_audio(it.path)
-        except DetectorError as e:
-            print(f"skipping {it.path}: {e}", file=sys.stderr)
-            continue
-        if float(np.abs(a.samples).max()) == 0.0:
-            continue
-        audio.append(a.samples)
-        labels.append(it.label)
-        groups.append(it.group)
-        names.append(it.path)
-        meta.append({**it.meta, "original_rate": a.facts.original_rate})
-    return Pool(audio, np.array(labels), groups, names, ["pool"] * len(audio), meta)
-
-
-def griffin_lim_fakes(pool: Pool, rng: np.random.Generator, max_s: float = 6.0, quiet: bool = False) -> Pool:
-    """Vocoder-style fakes: real clips through STFT magnitude -> Griffin-Lim (32 iterations)."""
-    import torchaudio
-
-    gl = torchaudio.transforms.GriffinLim(n_fft=1024, hop_length=256, n_iter=32, power=1.0)
-    spec = torchaudio.transforms.Spectrogram(n_fft=1024, hop_length=256, power=1.0)
-    out = Pool([], np.zeros(0, int), [], [], [], [])
-    lab = []
-    for i in _progress([i for i in range(len(pool.audio)) if pool.labels[i] == 0], "griffin-lim", quiet=quiet):
-        x = pool.audio[i][: int(max_s * TARGET_SR)]
-        if len(x) < TARGET_SR // 2:
-            continue
-        with torch.no_grad():
-            y = gl(spec(torch.from_numpy(x))).numpy().astype(np.float32)
-        out.audio.append(y)
-        lab.append(1)
-        out.groups.append(pool.groups[i])
-        out.names.append(pool.names[i] + "#griffinlim")
-        out.origin.append("griffinlim")
-        out.meta.append({"attack_type": "vocoder_resynthesis", "generator": "griffin-lim"})
-    out.labels = np.array(lab, int)
-    return out
-
-
-def merge(a: Pool, b: Pool) -> Pool:
-    return Pool(a.audio + b.audio, np.concatenate([a.labels, b.labels]), a.groups + b.groups,
-                a.names + b.names, a.origin + b.origin, a.meta + b.meta)
-
-
-def build_bank(pool: Pool, fe: FrontEnd, variants: int, seed: int, quiet: bool = False, strength: float = 1.0):
-    """`variants` augmented views per clip as float16 log-mel: (feats [N, mels, frames], clip index [N])."""
-    from .augment import augment
-
-    rng = np.random.default_rng(seed)
-    n = fe.window_samples
-    feats = torch.empty(len(pool.audio) * variants, fe.n_mels, fe.frames, dtype=torch.float16)
-    clip = np.repeat(np.arange(len(pool.audio)), variants)
-    k = 0
-    for i in _progress(range(len(pool.audio)), "augment", quiet=quiet):
-        views = np.stack([augment(pool.audio[i], n, rng, strength) for _ in range(variants)])
-        feats[k:k + variants] = fe(torch.from_numpy(views)).half()
-        k += variants
-    return feats, clip
-
-
-def eval_windows(x: np.ndarray, fe: FrontEnd, hop_fraction: float = 0.5) -> torch.Tensor:
-    """Whole-clip windows exactly as the Detector cuts them (3 s, 50% hop, last flush with the end)."""
-    w = fe.window_samples
-    spans = window_starts(len(x), w, max(1, int(w * hop_fraction)))
-    return torch.cat([fe(torch.from_numpy(x[s:e].copy()).unsqueeze(0)) for s, e in spans])
 
 
 # ---------------------------------------------------------------- models
@@ -178,7 +83,7 @@ def search_darts(feats, clip, labels, groups, train_clips, variants, epochs, see
         ar = _epoch_rows(a_clips, variants, rng)
         a_iter = _batches(ar, 32, rng)
         net.train()
-        for b in _progress(list(_batches(wr, 32, rng)), f"darts search {ep + 1}/{epochs}", quiet=quiet):
+        for b in progress(list(_batches(wr, 32, rng)), f"darts search {ep + 1}/{epochs}", quiet=quiet):
             ab = next(a_iter, None)
             if ab is None:
                 a_iter = _batches(ar, 32, rng)
@@ -212,7 +117,7 @@ def train_one(name, feats, clip, labels, train_clips, variants, epochs, seed, ca
         model.train()
         losses = []
         rows = _epoch_rows(train_clips, variants, rng)
-        for b in _progress(list(_batches(rows, 32, rng)), f"{name} epoch {ep + 1}/{epochs}", quiet=quiet):
+        for b in progress(list(_batches(rows, 32, rng)), f"{name} epoch {ep + 1}/{epochs}", quiet=quiet):
             if len(b) < 2:
                 continue
             x = feats[b].float()
@@ -260,73 +165,7 @@ def score_clips(model: torch.nn.Module, windows: list[torch.Tensor]) -> np.ndarr
     return np.array(out)
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
-
-
 # ---------------------------------------------------------------- the whole procedure
-
-
-def _exclude_spec(values: list[str]) -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {}
-    for v in values or []:
-        if "=" not in v:
-            raise ConfigError(f"--exclude wants COLUMN=VALUE, got {v!r}")
-        k, val = v.split("=", 1)
-        out.setdefault(k, set()).add(val)
-    return out
-
-
-def prepare(args, log, front_ends=(LOGMEL64,)) -> tuple[Pool, dict]:
-    """The decoded pool and, per front end, its bank of augmented views (cached under --cache).
-    Every bank is built from the same seed, so all front ends see the same augmented audio."""
-    cache = Path(args.cache) if args.cache else None
-    key = (f"{Path(args.data).resolve()}|{args.variants}|{args.seed}|{args.griffin_lim}|{sorted(args.exclude or [])}"
-           f"|{args.aug_strength}|{args.limit}")
-    tag = hashlib.sha256(key.encode()).hexdigest()[:12]
-    banks: dict[FrontEnd, tuple] = {}
-    if cache and (cache / f"pool_{tag}.pt").is_file():
-        blob = torch.load(cache / f"pool_{tag}.pt", weights_only=False)  # our own cache file, written below
-        log(f"loaded cached pool and bank {cache / f'pool_{tag}.pt'}")
-        pool, banks[LOGMEL64] = blob["pool"], (blob["feats"], blob["clip"])
-    else:
-        items = read_labelled(args.data, _exclude_spec(args.exclude))
-        if args.limit:
-            rng = np.random.default_rng(args.seed)
-            items = [items[i] for i in sorted(rng.choice(len(items), min(args.limit, len(items)), replace=False))]
-        pool = decode_pool(items, quiet=args.quiet)
-        log(f"decoded {len(pool.audio)} clips ({int(pool.labels.sum())} fake, {int((1 - pool.labels).sum())} real), "
-            f"{sum(len(a) for a in pool.audio) / TARGET_SR / 60:.1f} min")
-        if args.griffin_lim:
-            extra = griffin_lim_fakes(pool, np.random.default_rng(args.seed), quiet=args.quiet)
-            log(f"added {len(extra.audio)} Griffin-Lim resynthesised fakes")
-            pool = merge(pool, extra)
-        banks[LOGMEL64] = build_bank(pool, LOGMEL64, args.variants, args.seed, quiet=args.quiet,
-                                     strength=args.aug_strength)
-        if cache:
-            cache.mkdir(parents=True, exist_ok=True)
-            torch.save({"pool": pool, "feats": banks[LOGMEL64][0], "clip": banks[LOGMEL64][1]},
-                       cache / f"pool_{tag}.pt")
-    for fe in front_ends:
-        if fe in banks:
-            continue
-        path = cache / f"bank_{tag}_{fe.name}.pt" if cache else None
-        if path and path.is_file():
-            banks[fe] = torch.load(path, weights_only=False)
-            log(f"loaded cached bank {path}")
-            continue
-        banks[fe] = build_bank(pool, fe, args.variants, args.seed, quiet=args.quiet, strength=args.aug_strength)
-        if path:
-            torch.save(banks[fe], path)
-    return pool, banks
-
-
-def family_front_end(name: str, args) -> FrontEnd:
-    """The registry's front end for the family, unless --front-end names another (to try one out:
-    the registry must then name it too before the weights can load)."""
-    chosen = getattr(args, "front_end", None)
-    return FRONT_ENDS[chosen] if chosen else get_set("shipped").spec(name).front_end
 
 
 def validation_folds(groups: np.ndarray, labels: np.ndarray) -> list[list[str]]:
@@ -397,35 +236,6 @@ def run_family(name: str, args, pool: Pool, feats, clip, log) -> dict:
     return result
 
 
-def summarise(name: str, res: dict, pool: Pool) -> dict:
-    """Validation figures, Platt calibration and the EER threshold from out-of-fold scores."""
-    is_pool = np.array([o == "pool" for o in pool.origin])
-    mask = is_pool & np.isfinite(res["oof"])
-    y, p = pool.labels[mask], res["oof"][mask]
-    out = {"per_group": res["per_group"]}
-    if len(y) and 0 < y.sum() < len(y):
-        a, b = fit_platt(_logit(p), y)
-        pc = 1 / (1 + np.exp(-(a * _logit(p) + b)))
-        e, thr = eer(y, pc)
-        both = [v["eer"] for v in res["per_group"].values() if np.isfinite(v["eer"])]
-        no8k = np.array([m.get("original_rate", 16000) != 8000 for m, ok in zip(pool.meta, mask) if ok])
-        e_no8k, _ = eer(y[no8k], pc[no8k])
-        out.update(
-            calibration={"method": "platt", "a": a, "b": b,
-                         "fitted_on": "pooled leave-one-source-out scores of the shared pool"},
-            threshold=thr, pooled_eer=e, pooled_auc=roc_auc(y, pc), pooled_eer_without_8k=e_no8k,
-            mean_group_eer=float(np.mean(both)) if both else float("nan"),
-            rates_at_threshold=error_rates(y, pc, thr),
-            per_group_rates_at_threshold={
-                g: error_rates(pool.labels[mask & (np.array(pool.groups) == g)],
-                               1 / (1 + np.exp(-(a * _logit(res["oof"][mask & (np.array(pool.groups) == g)]) + b))),
-                               thr)
-                for g in res["per_group"]},
-            oof_calibrated=pc,
-        )
-    return out
-
-
 def write_card(name: str, out_dir: Path, model: torch.nn.Module, summary: dict, args, pool: Pool,
                genotype, train_seconds: float) -> dict:
     from safetensors.torch import save_file
@@ -479,20 +289,8 @@ def write_card(name: str, out_dir: Path, model: torch.nn.Module, summary: dict, 
         "sha256": sha256_of(path),
         "date": dt.date.today().isoformat(),
     }
-    (out_dir / f"{name}.json").write_text(json.dumps(_clean(card), indent=2) + "\n")
+    (out_dir / f"{name}.json").write_text(json.dumps(clean_json(card), indent=2) + "\n")
     return card
-
-
-def _clean(o):
-    if isinstance(o, dict):
-        return {str(k): _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    if isinstance(o, (np.floating, float)):
-        return None if not math.isfinite(float(o)) else round(float(o), 6)
-    if isinstance(o, np.integer):
-        return int(o)
-    return o
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -580,14 +378,14 @@ def evaluate_command(args) -> int:
     from .batch import result_to_row
     from .inference import Detector
 
-    items = read_labelled(args.data, _exclude_spec(args.exclude))
+    items = read_labelled(args.data, exclude_spec(args.exclude))
     if args.limit:
         rng = np.random.default_rng(args.seed)
         items = [items[i] for i in sorted(rng.choice(len(items), min(args.limit, len(items)), replace=False))]
     det = Detector.from_set(args.set, args.models, args.weights_dir)
     names = [m.name for m in det.models]
     rows = []
-    for it, res in zip(items, _progress(det.score_many([(it.path, it.path) for it in items]), "score",
+    for it, res in zip(items, progress(det.score_many([(it.path, it.path) for it in items]), "score",
                                         total=len(items))):
         row = result_to_row(res, names)
         row.update(label=it.label, group=it.group)
@@ -620,127 +418,3 @@ def evaluate_command(args) -> int:
     return 0 if len(ok) else 1
 
 
-# ---------------------------------------------------------------- ensemble card and validation report
-
-
-def _calibrated(card: dict, p: np.ndarray) -> np.ndarray:
-    cal = card.get("calibration") or {}
-    if cal.get("method") != "platt":
-        return p
-    return 1 / (1 + np.exp(-(cal["a"] * _logit(p) + cal["b"])))
-
-
-def ensemble_weights(scores: dict[str, np.ndarray], labels: np.ndarray) -> dict[str, float]:
-    """Weight each model by how far its AUC beats chance; equal weights if none does."""
-    raw = {n: max(0.0, roc_auc(labels, p) - 0.5) if 0 < labels.sum() < len(labels) else 0.0
-           for n, p in scores.items()}
-    raw = {n: (0.0 if not math.isfinite(v) else v) for n, v in raw.items()}
-    total = sum(raw.values())
-    if total <= 0:
-        return {n: 1 / len(scores) for n in scores}
-    return {n: v / total for n, v in raw.items()}
-
-
-def refresh_cards(out_dir: Path, pool: Pool, names=MODEL_NAMES) -> None:
-    """Refit calibration, threshold and validation figures of written cards from their out-of-fold scores."""
-    for n in names:
-        card = json.loads((out_dir / f"{n}.json").read_text())
-        per_group = {g: {k: (float("nan") if v is None else v) for k, v in d.items()}
-                     for g, d in card["validation"]["per_group"].items()}  # JSON stores NaN as null
-        res = {"per_group": per_group, "oof": np.load(out_dir / f"{n}.oof.npy")}
-        summary = summarise(n, res, pool)
-        card["calibration"] = summary.get("calibration")
-        card["threshold"] = summary.get("threshold")
-        card["validation"].update({k: v for k, v in summary.items()
-                                   if k not in ("oof_calibrated", "calibration", "threshold")})
-        (out_dir / f"{n}.json").write_text(json.dumps(_clean(card), indent=2) + "\n")
-
-
-def write_ensemble(out_dir: Path, pool: Pool, report: Path | None, names=MODEL_NAMES, command: str = "") -> dict:
-    """Ensemble = mean of the calibrated model scores; its EER threshold and the LOSO report."""
-    is_pool = np.array([o == "pool" for o in pool.origin])
-    groups = np.array(pool.groups)
-    cards = {n: json.loads((out_dir / f"{n}.json").read_text()) for n in names}
-    oof = {n: _calibrated(cards[n], np.load(out_dir / f"{n}.oof.npy")) for n in names}
-    mask = is_pool & np.all([np.isfinite(v) for v in oof.values()], axis=0)
-    # Nested: the weights used on each held-out source are fitted on the other sources' scores only.
-    y = pool.labels
-    ens = np.full(len(y), np.nan)
-    for g in sorted(set(groups[mask])):
-        w_g = ensemble_weights({n: oof[n][mask & (groups != g)] for n in names}, y[mask & (groups != g)])
-        sel = mask & (groups == g)
-        ens[sel] = sum(w_g[n] * oof[n][sel] for n in names)
-    weights = ensemble_weights({n: oof[n][mask] for n in names}, y[mask])
-    no8k = np.array([m.get("original_rate", 16000) != 8000 for m in pool.meta])
-
-    def figures(p: np.ndarray, thr: float | None = None) -> dict:
-        per = {}
-        for g in sorted(set(groups[mask])):
-            m = mask & (groups == g)
-            both = 0 < y[m].sum() < m.sum()
-            per[g] = {"eer": eer(y[m], p[m])[0] if both else float("nan"),
-                      "auc": roc_auc(y[m], p[m]) if both else float("nan"),
-                      "n_real": int((y[m] == 0).sum()), "n_fake": int(y[m].sum())}
-        e, t = eer(y[mask], p[mask])
-        thr = t if thr is None else thr
-        for g in per:
-            per[g].update(error_rates(y[mask & (groups == g)], p[mask & (groups == g)], thr))
-        valid = [v["eer"] for v in per.values() if math.isfinite(v["eer"])]
-        return {"per_group": per, "mean_group_eer": float(np.mean(valid)), "pooled_eer": e,
-                "pooled_auc": roc_auc(y[mask], p[mask]), "threshold": thr,
-                "pooled_eer_without_8k": eer(y[mask & no8k], p[mask & no8k])[0]}
-
-    ens_fig = figures(ens)
-    card = {"name": "ensemble", "set": "shipped", "members": list(names),
-            "rule": "weighted mean of the members' calibrated P(fake); weight = max(0, AUC - 0.5) on the "
-                    "pooled out-of-fold scores, normalised (equal weights when no member beats chance)",
-            "weights": weights,
-            "validation_protocol": "nested: on each held-out source the weights come from the other sources' "
-                                   "out-of-fold scores only",
-            "validation": {k: v for k, v in ens_fig.items() if k != "threshold"},
-            "threshold": ens_fig["threshold"],
-            "threshold_source": "EER threshold of the ensemble on pooled leave-one-source-out validation scores",
-            "date": dt.date.today().isoformat()}
-    (out_dir / "ensemble.json").write_text(json.dumps(_clean(card), indent=2) + "\n")
-    if report:
-        model_figs = {n: figures(oof[n], cards[n]["threshold"]) for n in names}
-        model_figs["ensemble"] = ens_fig
-        glist = sorted(ens_fig["per_group"])
-        lines = [
-            "# Shipped detectors: leave-one-source-out validation", "",
-            f"Generated {dt.date.today().isoformat()} by `python -m core train` on `../shared/data/manifest.csv` "
-            f"({int(is_pool.sum())} clips). {command}", "",
-            "Each source repository that holds both classes is held out in turn; the two sources that hold only "
-            "real clips are held out together. The model is trained on the remaining sources"
-            + (" (plus Griffin-Lim resynthesised real clips of those sources, labelled fake)"
-               if "griffinlim" in pool.origin else "")
-            + " and scores every held-out clip whole (3 s windows, 50% hop, mean P(fake)). The real-only sources "
-            "have no EER: their columns show the false-positive rate (real called fake) at the model's threshold. "
-            "The ensemble's weights are fitted without the held-out source (nested).", "",
-            "## EER (%) per held-out source", "",
-            "| model | " + " | ".join(g.split("/")[-1] for g in glist) + " | mean EER | pooled EER | pooled EER w/o 8 kHz | AUC |",
-            "|---" * (len(glist) + 5) + "|",
-        ]
-        for n, f in model_figs.items():
-            cells = [("n/a" if not math.isfinite(f["per_group"][g]["eer"]) else f"{100 * f['per_group'][g]['eer']:.1f}")
-                     for g in glist]
-            lines.append(f"| {n} | " + " | ".join(cells) + f" | **{100 * f['mean_group_eer']:.1f}** | "
-                         f"{100 * f['pooled_eer']:.1f} | {100 * f['pooled_eer_without_8k']:.1f} | {f['pooled_auc']:.3f} |")
-        lines += ["", "## Error rates at the threshold the app uses", "",
-                  "| model | threshold (calibrated P(fake)) | " + " | ".join(f"{g.split('/')[-1]} FPR/FNR" for g in glist) + " |",
-                  "|---" * (len(glist) + 2) + "|"]
-        for n, f in model_figs.items():
-            cells = []
-            for g in glist:
-                r = f["per_group"][g]
-                fpr = "-" if not math.isfinite(r["fpr"]) else f"{100 * r['fpr']:.0f}%"
-                fnr = "-" if not math.isfinite(r["fnr"]) else f"{100 * r['fnr']:.0f}%"
-                cells.append(f"{fpr} / {fnr}")
-            lines.append(f"| {n} | {f['threshold']:.3f} | " + " | ".join(cells) + " |")
-        lines += ["", "Source sizes (real / fake): " + ", ".join(
-            f"{g.split('/')[-1]} {ens_fig['per_group'][g]['n_real']}/{ens_fig['per_group'][g]['n_fake']}" for g in glist),
-            "", "Figures are validation on the pool's own sources; the detectors are also judged on "
-            "speakers and generators absent from the pool, where error rates will be higher."]
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text("\n".join(lines) + "\n")
-    return card

@@ -1,0 +1,185 @@
+"""Validation figures from out-of-fold scores: calibration, thresholds, the ensemble card and
+the leave-one-source-out report (reports/validation.md)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .metrics import eer, error_rates, fit_platt, roc_auc
+from .models.registry import MODEL_NAMES
+from .trainset import Pool
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+
+def summarise(name: str, res: dict, pool: Pool) -> dict:
+    """Validation figures, Platt calibration and the EER threshold from out-of-fold scores."""
+    is_pool = np.array([o == "pool" for o in pool.origin])
+    mask = is_pool & np.isfinite(res["oof"])
+    y, p = pool.labels[mask], res["oof"][mask]
+    out = {"per_group": res["per_group"]}
+    if len(y) and 0 < y.sum() < len(y):
+        a, b = fit_platt(_logit(p), y)
+        pc = 1 / (1 + np.exp(-(a * _logit(p) + b)))
+        e, thr = eer(y, pc)
+        both = [v["eer"] for v in res["per_group"].values() if np.isfinite(v["eer"])]
+        no8k = np.array([m.get("original_rate", 16000) != 8000 for m, ok in zip(pool.meta, mask) if ok])
+        e_no8k, _ = eer(y[no8k], pc[no8k])
+        out.update(
+            calibration={"method": "platt", "a": a, "b": b,
+                         "fitted_on": "pooled leave-one-source-out scores of the shared pool"},
+            threshold=thr, pooled_eer=e, pooled_auc=roc_auc(y, pc), pooled_eer_without_8k=e_no8k,
+            mean_group_eer=float(np.mean(both)) if both else float("nan"),
+            rates_at_threshold=error_rates(y, pc, thr),
+            per_group_rates_at_threshold={
+                g: error_rates(pool.labels[mask & (np.array(pool.groups) == g)],
+                               1 / (1 + np.exp(-(a * _logit(res["oof"][mask & (np.array(pool.groups) == g)]) + b))),
+                               thr)
+                for g in res["per_group"]},
+            oof_calibrated=pc,
+        )
+    return out
+
+
+def clean_json(o):
+    if isinstance(o, dict):
+        return {str(k): clean_json(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [clean_json(v) for v in o]
+    if isinstance(o, (np.floating, float)):
+        return None if not math.isfinite(float(o)) else round(float(o), 6)
+    if isinstance(o, np.integer):
+        return int(o)
+    return o
+
+
+def _calibrated(card: dict, p: np.ndarray) -> np.ndarray:
+    cal = card.get("calibration") or {}
+    if cal.get("method") != "platt":
+        return p
+    return 1 / (1 + np.exp(-(cal["a"] * _logit(p) + cal["b"])))
+
+
+def ensemble_weights(scores: dict[str, np.ndarray], labels: np.ndarray) -> dict[str, float]:
+    """Weight each model by how far its AUC beats chance; equal weights if none does."""
+    raw = {n: max(0.0, roc_auc(labels, p) - 0.5) if 0 < labels.sum() < len(labels) else 0.0
+           for n, p in scores.items()}
+    raw = {n: (0.0 if not math.isfinite(v) else v) for n, v in raw.items()}
+    total = sum(raw.values())
+    if total <= 0:
+        return {n: 1 / len(scores) for n in scores}
+    return {n: v / total for n, v in raw.items()}
+
+
+def refresh_cards(out_dir: Path, pool: Pool, names=MODEL_NAMES) -> None:
+    """Refit calibration, threshold and validation figures of written cards from their out-of-fold scores."""
+    for n in names:
+        card = json.loads((out_dir / f"{n}.json").read_text())
+        per_group = {g: {k: (float("nan") if v is None else v) for k, v in d.items()}
+                     for g, d in card["validation"]["per_group"].items()}  # JSON stores NaN as null
+        res = {"per_group": per_group, "oof": np.load(out_dir / f"{n}.oof.npy")}
+        summary = summarise(n, res, pool)
+        card["calibration"] = summary.get("calibration")
+        card["threshold"] = summary.get("threshold")
+        card["validation"].update({k: v for k, v in summary.items()
+                                   if k not in ("oof_calibrated", "calibration", "threshold")})
+        (out_dir / f"{n}.json").write_text(json.dumps(clean_json(card), indent=2) + "\n")
+
+
+def write_ensemble(out_dir: Path, pool: Pool, report: Path | None, names=MODEL_NAMES, command: str = "") -> dict:
+    """Ensemble = mean of the calibrated model scores; its EER threshold and the LOSO report."""
+    is_pool = np.array([o == "pool" for o in pool.origin])
+    groups = np.array(pool.groups)
+    cards = {n: json.loads((out_dir / f"{n}.json").read_text()) for n in names}
+    oof = {n: _calibrated(cards[n], np.load(out_dir / f"{n}.oof.npy")) for n in names}
+    mask = is_pool & np.all([np.isfinite(v) for v in oof.values()], axis=0)
+    # Nested: the weights used on each held-out source are fitted on the other sources' scores only.
+    y = pool.labels
+    ens = np.full(len(y), np.nan)
+    for g in sorted(set(groups[mask])):
+        w_g = ensemble_weights({n: oof[n][mask & (groups != g)] for n in names}, y[mask & (groups != g)])
+        sel = mask & (groups == g)
+        ens[sel] = sum(w_g[n] * oof[n][sel] for n in names)
+    weights = ensemble_weights({n: oof[n][mask] for n in names}, y[mask])
+    no8k = np.array([m.get("original_rate", 16000) != 8000 for m in pool.meta])
+
+    def figures(p: np.ndarray, thr: float | None = None) -> dict:
+        per = {}
+        for g in sorted(set(groups[mask])):
+            m = mask & (groups == g)
+            both = 0 < y[m].sum() < m.sum()
+            per[g] = {"eer": eer(y[m], p[m])[0] if both else float("nan"),
+                      "auc": roc_auc(y[m], p[m]) if both else float("nan"),
+                      "n_real": int((y[m] == 0).sum()), "n_fake": int(y[m].sum())}
+        e, t = eer(y[mask], p[mask])
+        thr = t if thr is None else thr
+        for g in per:
+            per[g].update(error_rates(y[mask & (groups == g)], p[mask & (groups == g)], thr))
+        valid = [v["eer"] for v in per.values() if math.isfinite(v["eer"])]
+        return {"per_group": per, "mean_group_eer": float(np.mean(valid)), "pooled_eer": e,
+                "pooled_auc": roc_auc(y[mask], p[mask]), "threshold": thr,
+                "pooled_eer_without_8k": eer(y[mask & no8k], p[mask & no8k])[0]}
+
+    ens_fig = figures(ens)
+    card = {"name": "ensemble", "set": "shipped", "members": list(names),
+            "rule": "weighted mean of the members' calibrated P(fake); weight = max(0, AUC - 0.5) on the "
+                    "pooled out-of-fold scores, normalised (equal weights when no member beats chance)",
+            "weights": weights,
+            "validation_protocol": "nested: on each held-out source the weights come from the other sources' "
+                                   "out-of-fold scores only",
+            "validation": {k: v for k, v in ens_fig.items() if k != "threshold"},
+            "threshold": ens_fig["threshold"],
+            "threshold_source": "EER threshold of the ensemble on pooled leave-one-source-out validation scores",
+            "date": dt.date.today().isoformat()}
+    (out_dir / "ensemble.json").write_text(json.dumps(clean_json(card), indent=2) + "\n")
+    if report:
+        model_figs = {n: figures(oof[n], cards[n]["threshold"]) for n in names}
+        model_figs["ensemble"] = ens_fig
+        glist = sorted(ens_fig["per_group"])
+        lines = [
+            "# Shipped detectors: leave-one-source-out validation", "",
+            f"Generated {dt.date.today().isoformat()} by `python -m core train` on `../shared/data/manifest.csv` "
+            f"({int(is_pool.sum())} clips). {command}", "",
+            "Each source repository that holds both classes is held out in turn; the two sources that hold only "
+            "real clips are held out together. The model is trained on the remaining sources"
+            + (" (plus Griffin-Lim resynthesised real clips of those sources, labelled fake)"
+               if "griffinlim" in pool.origin else "")
+            + " and scores every held-out clip whole (3 s windows, 50% hop, mean P(fake)). The real-only sources "
+            "have no EER: their columns show the false-positive rate (real called fake) at the model's threshold. "
+            "The ensemble's weights are fitted without the held-out source (nested).", "",
+            "## EER (%) per held-out source", "",
+            "| model | " + " | ".join(g.split("/")[-1] for g in glist) + " | mean EER | pooled EER | pooled EER w/o 8 kHz | AUC |",
+            "|---" * (len(glist) + 5) + "|",
+        ]
+        for n, f in model_figs.items():
+            cells = [("n/a" if not math.isfinite(f["per_group"][g]["eer"]) else f"{100 * f['per_group'][g]['eer']:.1f}")
+                     for g in glist]
+            lines.append(f"| {n} | " + " | ".join(cells) + f" | **{100 * f['mean_group_eer']:.1f}** | "
+                         f"{100 * f['pooled_eer']:.1f} | {100 * f['pooled_eer_without_8k']:.1f} | {f['pooled_auc']:.3f} |")
+        lines += ["", "## Error rates at the threshold the app uses", "",
+                  "| model | threshold (calibrated P(fake)) | " + " | ".join(f"{g.split('/')[-1]} FPR/FNR" for g in glist) + " |",
+                  "|---" * (len(glist) + 2) + "|"]
+        for n, f in model_figs.items():
+            cells = []
+            for g in glist:
+                r = f["per_group"][g]
+                fpr = "-" if not math.isfinite(r["fpr"]) else f"{100 * r['fpr']:.0f}%"
+                fnr = "-" if not math.isfinite(r["fnr"]) else f"{100 * r['fnr']:.0f}%"
+                cells.append(f"{fpr} / {fnr}")
+            lines.append(f"| {n} | {f['threshold']:.3f} | " + " | ".join(cells) + " |")
+        lines += ["", "Source sizes (real / fake): " + ", ".join(
+            f"{g.split('/')[-1]} {ens_fig['per_group'][g]['n_real']}/{ens_fig['per_group'][g]['n_fake']}" for g in glist),
+            "", "Figures are validation on the pool's own sources; the detectors are also judged on "
+            "speakers and generators absent from the pool, where error rates will be higher."]
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text("\n".join(lines) + "\n")
+    return card
