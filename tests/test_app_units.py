@@ -164,6 +164,8 @@ def test_label_metrics_match_core_metrics():
 
 def test_card_sections_of_a_trained_card():
     card = {"name": "resnet", "family": "ResNet (compact)", "description": "4-stage ResNet",
+            "architecture": {"class": "SeedAverage", "members": 3, "member_class": "CompactCNN"},
+            "parameters": 219123,
             "training_data": {"source": "../shared/data", "clips": 735,
                               "clips_per_group": {"r9y9": {"real": 61, "fake": 84}, "fsdd": {"real": 90, "fake": 0}}},
             "validation": {"protocol": "leave-one-source-out over the pool's source repositories; whole clips",
@@ -172,6 +174,9 @@ def test_card_sections_of_a_trained_card():
             "threshold": 0.42, "threshold_source": "EER threshold on pooled validation scores"}
     secs = {title: (kind, body) for kind, title, body in cards.card_sections(card)}
     assert secs["Description"] == ("text", "4-stage ResNet")
+    arch = dict(zip(secs["Architecture"][1]["metric"], secs["Architecture"][1]["value"]))
+    assert arch == {"class": "SeedAverage", "members": "3", "member class": "CompactCNN"}
+    assert secs["Parameters"] == ("text", "219123")
     assert secs["Validation: protocol"][0] == "text"
     figs = dict(zip(secs["Validation"][1]["metric"], secs["Validation"][1]["value"]))
     assert figs == {"pooled eer": "0.123", "pooled auc": "0.95"}

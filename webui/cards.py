@@ -13,7 +13,8 @@ from core.models.registry import get_set
 from core.weights import ENV_WEIGHTS_DIR, hub_cache_dir, resolve_checkpoint
 
 # The card fields shown, in this order, with their headings; everything is also in the raw JSON.
-CARD_FIELDS = (("description", "Description"), ("training_data", "Training data"),
+CARD_FIELDS = (("description", "Description"), ("architecture", "Architecture"), ("parameters", "Parameters"),
+               ("training_data", "Training data"),
                ("validation", "Validation"), ("reported_metrics", "Reported figures (seed)"),
                ("calibration", "Calibration"), ("augmentation", "Augmentation"), ("training", "Training"),
                ("members", "Members"), ("rule", "Rule"), ("notes", "Notes"))
