@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..features import LOGMEL64, SEED_A, SEED_B, FrontEnd
+from ..features import LOGLIN64, LOGMEL64, SEED_A, SEED_B, FrontEnd
 from .averaged import with_members
 from .cnn import CompactCNN, SeedCNN
 from .darts import DartsLSTM, SeedDarts
@@ -118,9 +118,9 @@ _SHIPPED_SPECS = (  # a card with "members": k in its architecture builds k seed
     ModelSpec("senet", "SE-ResNet (compact)", lambda c: with_members(c, lambda: CompactCNN("senet")), LOGMEL64,
               "senet.safetensors", "logit_fake",
               description="3x3 stem + 2 SE basic blocks (16-64 ch), max over frequency"),
-    ModelSpec("resnet", "ResNet (compact)", lambda c: with_members(c, lambda: CompactCNN("resnet")), LOGMEL64,
+    ModelSpec("resnet", "ResNet (compact)", lambda c: with_members(c, lambda: CompactCNN("resnet")), LOGLIN64,
               "resnet.safetensors", "logit_fake",
-              description="3x3 stem + 2 basic blocks (16-64 ch), max over frequency"),
+              description="3x3 stem + 2 basic blocks (16-64 ch), max over frequency; linear-frequency bands"),
     ModelSpec("res2net", "Res2Net (compact)", lambda c: with_members(c, lambda: CompactCNN("res2net")), LOGMEL64,
               "res2net.safetensors", "logit_fake",
               description="3x3 stem + 2 Bottle2neck blocks (scale 4), max over frequency"),
