@@ -10,7 +10,7 @@ Four settings, measured on the project's 2-core Xeon (bench/RESULTS.md):
 * max-pooling before the activation, always on: where an activation that never decreases
   (ReLU, SELU, ...) feeds a max-pool, the pool runs first, since max(f(a), f(b)) == f(max(a, b)).
   The activation then touches a quarter of the values (a 2x2 pool); scores are bit-identical.
-  Every shipped family and the seed's CNN stems have this pattern: 5-25% of a compact model's
+  Every shipped family and the seed's CNN stems have this pattern: 6-27% of a compact model's
   time at batch 32.
 * channels-last (NHWC) weights, always on. oneDNN's convolution and max-pool kernels are
   vectorised over channels; in the default NCHW layout a 3x3 max-pool alone took 40% of the
