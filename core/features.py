@@ -59,7 +59,7 @@ class FrontEnd:
 
 
 @lru_cache(maxsize=None)
-def _mel(fe: FrontEnd) -> torch.nn.Module:
+def _filterbank(fe: FrontEnd) -> torch.nn.Module:
     """The front end's power filterbank (mel, or linear in Hz): `[B, samples]` -> `[B, n_mels, T]`."""
     if fe.scale == "linear":
         return _LinearFilterbank(fe)
@@ -107,7 +107,7 @@ def compute(fe: FrontEnd, windows: torch.Tensor) -> torch.Tensor:
     if windows.dim() == 1:
         windows = windows.unsqueeze(0)
     windows = fit_length(windows.float(), fe)
-    m = _mel(fe)(windows)  # [B, n_mels, T]
+    m = _filterbank(fe)(windows)  # [B, n_mels, T]
     if fe.log:
         m = torch.log(m + fe.log_eps)
     if fe.norm == "clip_z":

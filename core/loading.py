@@ -73,7 +73,7 @@ def load_model(model_set: ModelSet, spec: ModelSpec, weights_dir=None, allow_dow
         raise WeightsError(f"{ckpt.path}: trained on front end {trained_on!r}, but the registry feeds "
                            f"{spec.name} with {spec.front_end.name!r}; retrain or fix the registry entry")
     load_weights(module, ckpt.path)
-    module = for_inference(module)  # BN folded, channels-last: same scores, 2-3x faster (core/execution.py)
+    module = for_inference(module)  # BN folded, pools first, channels-last: same scores, faster (core/execution.py)
     if card.get("threshold") is not None:
         thr, src = float(card["threshold"]), card.get("threshold_source", f"model card {ckpt.path.name}")
     else:

@@ -64,11 +64,11 @@ def test_batch_equals_one_by_one():
 
 def test_window_geometry():
     # a window of window_samples yields exactly `frames` centred frames: no pad, no crop
-    for fe in (SEED_A, SEED_B, LOGMEL64):
+    for fe in (SEED_A, SEED_B, LOGMEL64, LOGLIN64):
         x = torch.randn(1, fe.window_samples)
-        from core.features import _mel
+        from core.features import _filterbank
 
-        assert _mel(fe)(x).shape[-1] == fe.frames
+        assert _filterbank(fe)(x).shape[-1] == fe.frames
         assert fe.window_s == pytest.approx(fe.window_samples / 16000)
     assert SEED_A.window_s == pytest.approx(7.968, abs=1e-3)
     assert SEED_B.window_s == pytest.approx(2.4875, abs=1e-4)
