@@ -147,8 +147,9 @@ def prepare(args, log, front_ends=(LOGMEL64,)) -> tuple[Pool, dict]:
             extra = griffin_lim_fakes(pool, np.random.default_rng(args.seed), quiet=args.quiet)
             log(f"added {len(extra.audio)} Griffin-Lim resynthesised fakes")
             pool = merge(pool, extra)
-        banks[LOGMEL64] = build_bank(pool, LOGMEL64, args.variants, args.seed, quiet=args.quiet,
-                                     strength=args.aug_strength)
+        if cache or LOGMEL64 in front_ends:  # the cache file keeps the pool with its log-mel bank
+            banks[LOGMEL64] = build_bank(pool, LOGMEL64, args.variants, args.seed, quiet=args.quiet,
+                                         strength=args.aug_strength)
         if cache:
             cache.mkdir(parents=True, exist_ok=True)
             torch.save({"pool": pool, "feats": banks[LOGMEL64][0], "clip": banks[LOGMEL64][1]},
