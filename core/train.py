@@ -35,7 +35,7 @@ from .metrics import eer, error_rates, roc_auc
 from .models.averaged import SeedAverage
 from .models.darts import SearchedDarts
 from .models.registry import MODEL_NAMES, get_set
-from .trainset import Pool, eval_windows, exclude_spec, family_front_end, prepare, progress
+from .trainset import Pool, eval_windows, exclude_spec, family_front_end, limit_items, prepare, progress
 from .validation_report import clean_json, summarise, write_ensemble
 
 REPO = Path(__file__).resolve().parents[1]
@@ -378,10 +378,7 @@ def evaluate_command(args) -> int:
     from .batch import result_to_row
     from .inference import Detector
 
-    items = read_labelled(args.data, exclude_spec(args.exclude))
-    if args.limit:
-        rng = np.random.default_rng(args.seed)
-        items = [items[i] for i in sorted(rng.choice(len(items), min(args.limit, len(items)), replace=False))]
+    items = limit_items(read_labelled(args.data, exclude_spec(args.exclude)), args.limit, args.seed)
     det = Detector.from_set(args.set, args.models, args.weights_dir)
     names = [m.name for m in det.models]
     rows = []

@@ -91,7 +91,8 @@ def merge(a: Pool, b: Pool) -> Pool:
 
 
 def build_bank(pool: Pool, fe: FrontEnd, variants: int, seed: int, quiet: bool = False, strength: float = 1.0):
-    """`variants` augmented views per clip as float16 log-mel: (feats [N, mels, frames], clip index [N])."""
+    """`variants` augmented views per clip as float16 features of `fe`:
+    (feats [N, n_mels, frames], clip index [N])."""
     from .augment import augment
 
     rng = np.random.default_rng(seed)
@@ -123,6 +124,14 @@ def exclude_spec(values: list[str]) -> dict[str, set[str]]:
     return out
 
 
+def limit_items(items: list, limit: int, seed: int) -> list:
+    """A reproducible random subset of `limit` items, in their original order (0 = all of them)."""
+    if not limit:
+        return items
+    rng = np.random.default_rng(seed)
+    return [items[i] for i in sorted(rng.choice(len(items), min(limit, len(items)), replace=False))]
+
+
 def prepare(args, log, front_ends=(LOGMEL64,)) -> tuple[Pool, dict]:
     """The decoded pool and, per front end, its bank of augmented views (cached under --cache).
     Every bank is built from the same seed, so all front ends see the same augmented audio."""
@@ -136,10 +145,7 @@ def prepare(args, log, front_ends=(LOGMEL64,)) -> tuple[Pool, dict]:
         log(f"loaded cached pool and bank {cache / f'pool_{tag}.pt'}")
         pool, banks[LOGMEL64] = blob["pool"], (blob["feats"], blob["clip"])
     else:
-        items = read_labelled(args.data, exclude_spec(args.exclude))
-        if args.limit:
-            rng = np.random.default_rng(args.seed)
-            items = [items[i] for i in sorted(rng.choice(len(items), min(args.limit, len(items)), replace=False))]
+        items = limit_items(read_labelled(args.data, exclude_spec(args.exclude)), args.limit, args.seed)
         pool = decode_pool(items, quiet=args.quiet)
         log(f"decoded {len(pool.audio)} clips ({int(pool.labels.sum())} fake, {int((1 - pool.labels).sum())} real), "
             f"{sum(len(a) for a in pool.audio) / TARGET_SR / 60:.1f} min")
