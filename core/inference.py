@@ -397,8 +397,18 @@ class Detector:
         ps = np.array([w.p_fake for w in timeline]) if timeline else np.array([p])
         return ModelScore("ensemble", p, thr, src, verdict(p, thr), timeline, float(ps.max()),
                           float((ps >= thr).mean()),
-                          source=("weighted " if (self.loaded.ensemble_card or {}).get("weights") else "")
-                          + f"mean of {len(ok)} models" + (f" ({', '.join(failed)} failed)" if failed else ""))
+                          source=_weights_text(weights, bool((self.loaded.ensemble_card or {}).get("weights")))
+                          + (f" ({', '.join(failed)} failed)" if failed else ""))
+
+
+def _weights_text(weights: dict[str, float], from_card: bool) -> str:
+    """How the ensemble combined the models, e.g. 'weighted mean: gnn 0.50, resnet 0.50 (senet at weight 0)'."""
+    if not from_card:
+        return f"mean of {len(weights)} models"
+    used = sorted((n for n in weights if weights[n] > 0), key=lambda n: -weights[n])
+    idle = [n for n in weights if weights[n] <= 0]
+    return ("weighted mean: " + ", ".join(f"{n} {weights[n]:.2f}" for n in used)
+            + (f" ({', '.join(idle)} at weight 0)" if idle else ""))
 
 
 def _normalised(weights: dict[str, float], names: list[str]) -> dict[str, float]:

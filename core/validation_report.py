@@ -69,15 +69,80 @@ def _calibrated(card: dict, p: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-(cal["a"] * _logit(p) + cal["b"])))
 
 
-def ensemble_weights(scores: dict[str, np.ndarray], labels: np.ndarray) -> dict[str, float]:
-    """Weight each model by how far its AUC beats chance; equal weights if none does."""
-    raw = {n: max(0.0, roc_auc(labels, p) - 0.5) if 0 < labels.sum() < len(labels) else 0.0
+def ensemble_weights(scores: dict[str, np.ndarray], labels: np.ndarray, power: float = 1.0) -> dict[str, float]:
+    """Weight each model by how far its AUC beats chance (to `power`); equal weights if none does."""
+    raw = {n: max(0.0, roc_auc(labels, p) - 0.5) ** power if _two_class(labels) else 0.0
            for n, p in scores.items()}
     raw = {n: (0.0 if not math.isfinite(v) else v) for n, v in raw.items()}
     total = sum(raw.values())
     if total <= 0:
         return {n: 1 / len(scores) for n in scores}
     return {n: v / total for n, v in raw.items()}
+
+
+def _top_k(k: int):
+    def rule(scores: dict[str, np.ndarray], labels: np.ndarray) -> dict[str, float]:
+        auc = ensemble_weights(scores, labels)      # proportional to AUC - 0.5: the same order as the AUC
+        best = sorted(scores, key=lambda n: -auc[n])[:k]
+        return {n: (1 / len(best) if n in best else 0.0) for n in scores}
+    return rule
+
+
+# The candidate weighting rules, fixed in code. Which one ships is chosen by an inner
+# leave-one-source-out (select_rule), never by the held-out source's own figures.
+# The first is the rule sessions 1-3 shipped; it wins ties.
+ENSEMBLE_RULES = {
+    "auc": ("weight = max(0, AUC - 0.5), normalised", ensemble_weights),
+    "auc_squared": ("weight = max(0, AUC - 0.5) squared, normalised",
+                    lambda s, y: ensemble_weights(s, y, power=2.0)),
+    "top2": ("equal weights on the two models with the highest AUC", _top_k(2)),
+    "top3": ("equal weights on the three models with the highest AUC", _top_k(3)),
+    "equal": ("equal weights on every model", lambda s, y: {n: 1 / len(s) for n in s}),
+}
+
+
+def _two_class(y: np.ndarray) -> bool:
+    return 0 < y.sum() < len(y)
+
+
+def leave_one_group_out(scores: dict[str, np.ndarray], y: np.ndarray, groups: np.ndarray,
+                        mask: np.ndarray, rule) -> tuple[np.ndarray, float]:
+    """Each group's ensemble score with `rule`'s weights fitted on the other groups; their mean EER."""
+    ens = np.full(len(y), np.nan)
+    eers = []
+    for g in sorted(set(groups[mask])):
+        fit = mask & (groups != g)
+        w = rule({n: p[fit] for n, p in scores.items()}, y[fit])
+        sel = mask & (groups == g)
+        ens[sel] = sum(w[n] * p[sel] for n, p in scores.items())
+        if _two_class(y[sel]):
+            eers.append(eer(y[sel], ens[sel])[0])
+    return ens, (float(np.mean(eers)) if eers else float("nan"))
+
+
+def select_rule(scores: dict[str, np.ndarray], y: np.ndarray, groups: np.ndarray,
+                mask: np.ndarray) -> tuple[str, dict[str, float]]:
+    """The candidate rule with the lowest leave-one-group-out mean EER within `mask`, and every rule's figure."""
+    table = {r: leave_one_group_out(scores, y, groups, mask, fn)[1] for r, (_, fn) in ENSEMBLE_RULES.items()}
+    finite = {r: e for r, e in table.items() if math.isfinite(e)}
+    best = min(finite, key=lambda r: (finite[r], list(ENSEMBLE_RULES).index(r))) if finite else "auc"
+    return best, table
+
+
+def nested_ensemble(scores: dict[str, np.ndarray], y: np.ndarray, groups: np.ndarray,
+                    mask: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Out-of-fold ensemble scores: for each held-out group, the rule (by an inner leave-one-group-out)
+    and its weights are chosen on the other groups only. Also returns each fold's choice."""
+    ens = np.full(len(y), np.nan)
+    folds = {}
+    for g in sorted(set(groups[mask])):
+        rest = mask & (groups != g)
+        rule, _ = select_rule(scores, y, groups, rest)
+        w = ENSEMBLE_RULES[rule][1]({n: p[rest] for n, p in scores.items()}, y[rest])
+        sel = mask & (groups == g)
+        ens[sel] = sum(w[n] * p[sel] for n, p in scores.items())
+        folds[g] = {"rule": rule, "weights": w}
+    return ens, folds
 
 
 def refresh_cards(out_dir: Path, pool: Pool, names=MODEL_NAMES) -> None:
@@ -102,14 +167,11 @@ def write_ensemble(out_dir: Path, pool: Pool, report: Path | None, names=MODEL_N
     cards = {n: json.loads((out_dir / f"{n}.json").read_text()) for n in names}
     oof = {n: _calibrated(cards[n], np.load(out_dir / f"{n}.oof.npy")) for n in names}
     mask = is_pool & np.all([np.isfinite(v) for v in oof.values()], axis=0)
-    # Nested: the weights used on each held-out source are fitted on the other sources' scores only.
     y = pool.labels
-    ens = np.full(len(y), np.nan)
-    for g in sorted(set(groups[mask])):
-        w_g = ensemble_weights({n: oof[n][mask & (groups != g)] for n in names}, y[mask & (groups != g)])
-        sel = mask & (groups == g)
-        ens[sel] = sum(w_g[n] * oof[n][sel] for n in names)
-    weights = ensemble_weights({n: oof[n][mask] for n in names}, y[mask])
+    # Nested: on each held-out source the rule and its weights come from the other sources' scores only.
+    ens, folds = nested_ensemble(oof, y, groups, mask)
+    rule, rule_table = select_rule(oof, y, groups, mask)
+    weights = ENSEMBLE_RULES[rule][1]({n: oof[n][mask] for n in names}, y[mask])
     no8k = np.array([m.get("original_rate", 16000) != 8000 for m in pool.meta])
 
     def figures(p: np.ndarray, thr: float | None = None) -> dict:
@@ -131,11 +193,19 @@ def write_ensemble(out_dir: Path, pool: Pool, report: Path | None, names=MODEL_N
 
     ens_fig = figures(ens)
     card = {"name": "ensemble", "set": "shipped", "members": list(names),
-            "rule": "weighted mean of the members' calibrated P(fake); weight = max(0, AUC - 0.5) on the "
-                    "pooled out-of-fold scores, normalised (equal weights when no member beats chance)",
+            "rule": f"weighted mean of the members' calibrated P(fake); {ENSEMBLE_RULES[rule][0]} (fitted on the "
+                    "pooled out-of-fold scores)",
+            "rule_name": rule,
             "weights": weights,
-            "validation_protocol": "nested: on each held-out source the weights come from the other sources' "
+            "rule_selection": {
+                "candidates": {r: d for r, (d, _) in ENSEMBLE_RULES.items()},
+                "how": "the candidate whose ensemble has the lowest mean leave-one-source-out EER on the "
+                       "out-of-fold scores (ties go to the first listed)",
+                "mean_eer_by_rule": rule_table},
+            "validation_protocol": "nested: on each held-out source, the rule (by an inner leave-one-source-out "
+                                   "over the other sources) and its weights come from the other sources' "
                                    "out-of-fold scores only",
+            "folds": folds,
             "validation": {k: v for k, v in ens_fig.items() if k != "threshold"},
             "threshold": ens_fig["threshold"],
             "threshold_source": "EER threshold of the ensemble on pooled leave-one-source-out validation scores",
@@ -155,7 +225,8 @@ def write_ensemble(out_dir: Path, pool: Pool, report: Path | None, names=MODEL_N
                if "griffinlim" in pool.origin else "")
             + " and scores every held-out clip whole (3 s windows, 50% hop, mean P(fake)). The real-only sources "
             "have no EER: their columns show the false-positive rate (real called fake) at the model's threshold. "
-            "The ensemble's weights are fitted without the held-out source (nested).", "",
+            "The ensemble's weighting rule and its weights are chosen without the held-out source (nested; "
+            "see the last section).", "",
             "## EER (%) per held-out source", "",
             "| model | " + " | ".join(g.split("/")[-1] for g in glist) + " | mean EER | pooled EER | pooled EER w/o 8 kHz | AUC |",
             "|---" * (len(glist) + 5) + "|",
@@ -178,6 +249,14 @@ def write_ensemble(out_dir: Path, pool: Pool, report: Path | None, names=MODEL_N
             lines.append(f"| {n} | {f['threshold']:.3f} | " + " | ".join(cells) + " |")
         lines += ["", "Source sizes (real / fake): " + ", ".join(
             f"{g.split('/')[-1]} {ens_fig['per_group'][g]['n_real']}/{ens_fig['per_group'][g]['n_fake']}" for g in glist),
+            "", "## How the ensemble weighs its members", "",
+            f"Shipped rule: **{rule}** ({ENSEMBLE_RULES[rule][0]}), weights "
+            + ", ".join(f"{n} {w:.2f}" for n, w in weights.items()) + ". "
+            "It is the candidate whose ensemble has the lowest mean leave-one-source-out EER on the "
+            "out-of-fold scores: " + ", ".join(f"{r} {100 * e:.1f}%" for r, e in rule_table.items()) + ". "
+            "For the ensemble row above, each held-out source got the rule that an inner leave-one-source-out "
+            "over the other sources chose, and weights fitted on those sources: " + ", ".join(
+                f"{g.split('/')[-1]} {f['rule']}" for g, f in folds.items()) + ".",
             "", "Figures are validation on the pool's own sources; the detectors are also judged on "
             "speakers and generators absent from the pool, where error rates will be higher."]
         report.parent.mkdir(parents=True, exist_ok=True)

@@ -220,3 +220,15 @@ def test_detector_info(det):
     assert info["set"] == "seed" and [m["name"] for m in info["models"]] == ["gnn", "darts", "lstm"]
     assert info["windows_s"]["seed_mel50"] == pytest.approx(SEED_A.window_s)
     assert det.shortest_window_s == pytest.approx(SEED_B.window_s)
+
+
+def test_ensemble_uses_the_card_weights_and_names_models_at_weight_zero(det, make, monkeypatch):
+    names = [m.name for m in det.models]
+    weights = {n: 0.0 for n in names}
+    weights[names[0]], weights[names[1]] = 3.0, 1.0
+    monkeypatch.setattr(det.loaded, "ensemble_card", {"weights": weights})
+    res = det.score(wav(make, "w.wav", 4.0, seed=3))
+    want = 0.75 * res.models[names[0]].p_fake + 0.25 * res.models[names[1]].p_fake
+    assert res.ensemble.p_fake == pytest.approx(want)
+    assert res.ensemble.source.startswith(f"weighted mean: {names[0]} 0.75, {names[1]} 0.25")
+    assert all(n in res.ensemble.source for n in names[2:]) and "at weight 0" in res.ensemble.source

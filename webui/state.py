@@ -138,7 +138,8 @@ def sidebar() -> Selection:
                help="auto uses the seed's In-the-Wild checkpoints when they are already on disk "
                     "(weights folder or Hugging Face cache), otherwise the set shipped with this project.")
         _bound(st.multiselect, "Models", K_MODELS, options=list(MODEL_NAMES),
-               help="The ensemble is the mean P(fake) of the selected models.")
+               help="The ensemble is the weighted mean P(fake) of the selected models: the set's ensemble "
+                    "card gives the weights (renormalised over the selection; equal when none applies).")
         _bound(st.checkbox, "Allow downloading the seed's checkpoints", K_DOWNLOAD,
                disabled=_offline(),
                help="Fetch missing seed checkpoints (about 700 MB) from the Hugging Face Hub into its "
