@@ -264,7 +264,8 @@ def write_card(name: str, out_dir: Path, model: torch.nn.Module, summary: dict, 
         "output": "logit of P(fake); the engine applies the calibration below",
         "training_data": {
             "source": str(args.data), "clips_per_group": counts,
-            "clips": int(sum(is_pool)), "added_fakes_griffin_lim": int(len(is_pool) - sum(is_pool)),
+            "clips": int(sum(is_pool)), "added_fakes_griffin_lim": pool.origin.count("griffinlim"),
+            "added_fakes_espeak_ng": pool.origin.count("espeak"),
             "excluded": args.exclude or [],
         },
         "augmentation": (f"random 3 s crops (short clips tiled); with probabilities scaled by {args.aug_strength}: "
@@ -308,6 +309,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="leave-one-group-out validation (groups = source repo/speaker/folder), or none")
     p.add_argument("--no-griffin-lim", dest="griffin_lim", action="store_false",
                    help="do not add Griffin-Lim resynthesised real clips as extra fakes")
+    p.add_argument("--espeak", type=int, default=0, metavar="N",
+                   help="add N espeak-ng clips (formant/Klatt synthesis, core/synthetic_speech.py) as extra "
+                        "fakes; they train in every fold and are never validated on (needs espeak-ng)")
     p.add_argument("--exclude", action="append", metavar="COLUMN=VALUE",
                    help="drop manifest rows, e.g. attack_type=codec_resynthesis (repeatable)")
     p.add_argument("--limit", type=int, default=0, help="use a random subset of this many clips (smoke tests)")
@@ -366,6 +370,9 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights-dir", default=None, help="folder with checkpoints by their file names")
     p.add_argument("--report", default="evaluation.md", help="markdown report to write")
     p.add_argument("--csv", default=None, help="also write per-file scores to this CSV")
+    p.add_argument("--espeak", type=int, default=0, metavar="N",
+                   help="add N espeak-ng clips (formant/Klatt synthesis, core/synthetic_speech.py) as extra "
+                        "fakes; they train in every fold and are never validated on (needs espeak-ng)")
     p.add_argument("--exclude", action="append", metavar="COLUMN=VALUE", help="drop manifest rows (repeatable)")
     p.add_argument("--limit", type=int, default=0, help="score a random subset of this many files")
     p.add_argument("--seed", type=int, default=0, help="seed for --limit")

@@ -2,7 +2,8 @@
 
 Decoding (mono 16 kHz) happens once per run and is cached with the LOGMEL64 bank under
 `--cache`; a bank for another front end is built from the same seed, so every front end sees
-the same augmented audio. Griffin-Lim resynthesis of real clips can add labelled fakes.
+the same augmented audio. Griffin-Lim resynthesis of real clips and espeak-ng speech can add
+labelled fakes; they only ever train, never validate.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class Pool:
     labels: np.ndarray
     groups: list[str]
     names: list[str]
-    origin: list[str]          # "pool" | "griffinlim"
+    origin: list[str]          # "pool" | "griffinlim" | "espeak"
     meta: list[dict]
 
 
@@ -83,6 +84,15 @@ def griffin_lim_fakes(pool: Pool, rng: np.random.Generator, max_s: float = 6.0, 
         out.meta.append({"attack_type": "vocoder_resynthesis", "generator": "griffin-lim"})
     out.labels = np.array(lab, int)
     return out
+
+
+def espeak_fakes(n: int, seed: int, quiet: bool = False) -> Pool:
+    """n espeak-ng clips (core/synthetic_speech.py) as fakes of their own group, which no fold holds out."""
+    from .synthetic_speech import training_clips
+
+    clips = list(progress(training_clips(n, seed), "espeak-ng", total=n, quiet=quiet))
+    return Pool([a for a, _ in clips], np.ones(len(clips), int), ["espeak-ng"] * len(clips),
+                [f"espeak-ng#{i}" for i in range(len(clips))], ["espeak"] * len(clips), [m for _, m in clips])
 
 
 def merge(a: Pool, b: Pool) -> Pool:
@@ -137,7 +147,7 @@ def prepare(args, log, front_ends=(LOGMEL64,)) -> tuple[Pool, dict]:
     Every bank is built from the same seed, so all front ends see the same augmented audio."""
     cache = Path(args.cache) if args.cache else None
     key = (f"{Path(args.data).resolve()}|{args.variants}|{args.seed}|{args.griffin_lim}|{sorted(args.exclude or [])}"
-           f"|{args.aug_strength}|{args.limit}")
+           f"|{args.aug_strength}|{args.limit}" + (f"|espeak{args.espeak}" if getattr(args, "espeak", 0) else ""))
     tag = hashlib.sha256(key.encode()).hexdigest()[:12]
     banks: dict[FrontEnd, tuple] = {}
     if cache and (cache / f"pool_{tag}.pt").is_file():
@@ -152,6 +162,10 @@ def prepare(args, log, front_ends=(LOGMEL64,)) -> tuple[Pool, dict]:
         if args.griffin_lim:
             extra = griffin_lim_fakes(pool, np.random.default_rng(args.seed), quiet=args.quiet)
             log(f"added {len(extra.audio)} Griffin-Lim resynthesised fakes")
+            pool = merge(pool, extra)
+        if getattr(args, "espeak", 0):
+            extra = espeak_fakes(args.espeak, args.seed, quiet=args.quiet)
+            log(f"added {len(extra.audio)} espeak-ng fakes")
             pool = merge(pool, extra)
         if cache or LOGMEL64 in front_ends:  # the cache file keeps the pool with its log-mel bank
             banks[LOGMEL64] = build_bank(pool, LOGMEL64, args.variants, args.seed, quiet=args.quiet,

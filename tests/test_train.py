@@ -19,7 +19,7 @@ from core.datasets import read_labelled
 from core.errors import ConfigError, WeightsError
 from core.inference import Detector
 from core.loading import load_set
-from core.models.registry import MODEL_NAMES
+from core.models.registry import MODEL_NAMES, get_set
 from core.train import add_evaluate_arguments, add_train_arguments, evaluate_command, train_command
 from core.weights import load_weights
 
@@ -116,15 +116,45 @@ def test_members_are_trained_from_different_seeds_and_averaged(tmp_path):
 def test_front_end_option_is_recorded_and_a_registry_mismatch_refuses_to_load(tmp_path):
     data = _labelled_folder(tmp_path / "data", per_group=4)
     out = tmp_path / "out"
+    registry_fe = get_set("shipped").spec("lstm").front_end.name
+    other = "logmel64" if registry_fe == "loglin64" else "loglin64"
     args = _args(add_train_arguments, [
         "--data", str(data), "--models", "lstm", "--out", str(out), "--epochs", "1", "--variants", "1",
-        "--folds", "none", "--no-griffin-lim", "--cache", "", "--quiet", "--report", "", "--front-end", "loglin64"])
+        "--folds", "none", "--no-griffin-lim", "--cache", "", "--quiet", "--report", "", "--front-end", other])
     assert train_command(args) == 0
     card = json.loads((out / "lstm.json").read_text())
-    assert card["front_end"]["name"] == "loglin64" and card["front_end"]["scale"] == "linear"
-    # the registry feeds lstm with logmel64: weights trained on another front end must not load silently
-    with pytest.raises(WeightsError, match="trained on front end 'loglin64'.*'logmel64'"):
+    assert card["front_end"]["name"] == other
+    assert card["front_end"]["scale"] == ("linear" if other == "loglin64" else "mel")
+    # weights trained on another front end than the registry feeds must not load silently
+    with pytest.raises(WeightsError, match=f"trained on front end '{other}'.*'{registry_fe}'"):
         load_set("shipped", models="lstm", weights_dir=out)
+
+
+def test_espeak_fakes_train_in_every_fold_and_are_never_validated(tmp_path, espeak_wav):
+    data = _labelled_folder(tmp_path / "data", per_group=6, groups=("a", "b"))
+    out = tmp_path / "out"
+    args = _args(add_train_arguments, [
+        "--data", str(data), "--models", "lstm", "--out", str(out), "--epochs", "1", "--variants", "1",
+        "--no-griffin-lim", "--cache", "", "--quiet", "--report", "", "--espeak", "3"])
+    assert train_command(args) == 0
+    assert "added 3 espeak-ng fakes" in (out / "train.log").read_text()
+    card = json.loads((out / "lstm.json").read_text())
+    assert set(card["validation"]["per_group"]) == {"a", "b"}      # no espeak-ng fold, no espeak-ng in EERs
+    assert card["training_data"]["added_fakes_espeak_ng"] == 3 and card["training_data"]["clips"] == 24
+
+
+def test_espeak_training_clips_are_labelled_fakes_apart_from_the_probe(espeak_wav):
+    from core.synthetic_speech import (PROBE_SENTENCES, PROBE_VARIANTS, PROBE_VOICES, TRAIN_VARIANTS,
+                                       TRAIN_VOICES, training_sentence)
+    from core.trainset import espeak_fakes
+
+    pool = espeak_fakes(3, seed=5, quiet=True)
+    assert list(pool.labels) == [1, 1, 1] and set(pool.groups) == {"espeak-ng"} and set(pool.origin) == {"espeak"}
+    assert all(a.dtype == np.float32 and len(a) > 16000 and np.abs(a).max() > 0.01 for a in pool.audio)
+    assert all(m["generator"] == "espeak-ng" and m["voice"].split("+")[0] in TRAIN_VOICES for m in pool.meta)
+    assert not set(TRAIN_VOICES) & set(PROBE_VOICES) and not (set(TRAIN_VARIANTS) & set(PROBE_VARIANTS)) - {""}
+    rng = np.random.default_rng(0)
+    assert not {training_sentence(rng) for _ in range(2000)} & set(PROBE_SENTENCES)
 
 
 def test_labelled_layouts(tmp_path):
