@@ -206,6 +206,8 @@ class Detector:
                 "models": [m.describe() for m in self.models],
                 "ensemble_threshold": self.loaded.ensemble_threshold,
                 "ensemble_threshold_source": self.loaded.ensemble_threshold_source,
+                "ensemble_weights": _weights_text(self._ensemble_weights([m.name for m in self.models]),
+                                                  bool((self.loaded.ensemble_card or {}).get("weights"))),
                 "hop_fraction": self.hop_fraction, "precision": self.precision,
                 "windows_s": {fe.name: self.window_samples(fe) / TARGET_SR for fe in self.front_ends}}
 

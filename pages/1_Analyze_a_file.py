@@ -24,7 +24,8 @@ def show_verdict(res, det) -> None:
     box(f"**{word}** — ensemble P(fake) = **{tables.fmt_p(ens.p_fake)}** "
         f"(threshold {ens.threshold:.3f}, {thr_src}). Higher = more likely fake.")
     c = st.columns(3)
-    c[0].metric("Ensemble P(fake)", tables.fmt_p(ens.p_fake), help="Mean of the models' P(fake).")
+    c[0].metric("Ensemble P(fake)", tables.fmt_p(ens.p_fake),
+                help="Weighted mean of the models' P(fake); the ensemble row of the table below gives the weights.")
     c[1].metric("Models saying fake",
                 f"{sum(m.verdict == 'fake' for m in res.models.values())} of {len(res.models)}")
     c[2].metric("Peak window P(fake)", tables.fmt_p(ens.max_p_fake),
