@@ -370,9 +370,6 @@ def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights-dir", default=None, help="folder with checkpoints by their file names")
     p.add_argument("--report", default="evaluation.md", help="markdown report to write")
     p.add_argument("--csv", default=None, help="also write per-file scores to this CSV")
-    p.add_argument("--espeak", type=int, default=0, metavar="N",
-                   help="add N espeak-ng clips (formant/Klatt synthesis, core/synthetic_speech.py) as extra "
-                        "fakes; they train in every fold and are never validated on (needs espeak-ng)")
     p.add_argument("--exclude", action="append", metavar="COLUMN=VALUE", help="drop manifest rows (repeatable)")
     p.add_argument("--limit", type=int, default=0, help="score a random subset of this many files")
     p.add_argument("--seed", type=int, default=0, help="seed for --limit")
