@@ -106,6 +106,17 @@ def resolve_set_name(name: str | None, weights_dir=None) -> str:
     return name
 
 
+def _weighted_models(ens_card: dict | None) -> list[str]:
+    return sorted(n for n, w in ((ens_card or {}).get("weights") or {}).items() if w and w > 0)
+
+
+def _card_covers(ens_card: dict, model_set: ModelSet, specs: list[ModelSpec]) -> bool:
+    """The ensemble card's threshold holds for the whole set, or for any selection that keeps every
+    model with a nonzero weight: the renormalised weights, hence the scores, are then the same."""
+    weighted = _weighted_models(ens_card)
+    return len(specs) == len(model_set.specs) or (bool(weighted) and set(weighted) <= {s.name for s in specs})
+
+
 def load_set(name: str | None = "auto", models: str | list[str] | None = None,
              weights_dir: str | os.PathLike | None = None, allow_download: bool = True,
              revision: str | None = None) -> LoadedSet:
@@ -120,9 +131,12 @@ def load_set(name: str | None = "auto", models: str | list[str] | None = None,
             ens_card = json.loads(card_path.read_text())
         except (OSError, ValueError) as e:
             raise WeightsError(f"{card_path}: unreadable ensemble card ({e})") from None
-    if ens_card and ens_card.get("threshold") is not None and len(specs) == len(model_set.specs):
+    if ens_card and ens_card.get("threshold") is not None and _card_covers(ens_card, model_set, specs):
         thr, src = float(ens_card["threshold"]), ens_card.get("threshold_source", "ensemble card")
     else:
-        thr, src = model_set.default_threshold, (model_set.threshold_source if model_set.name == "seed"
-                                                 else "default 0.5 (no ensemble card for this selection)")
+        weighted = _weighted_models(ens_card)
+        thr, src = model_set.default_threshold, (
+            model_set.threshold_source if model_set.name == "seed"
+            else f"default 0.5 (the ensemble card's threshold needs {', '.join(weighted)} selected)" if weighted
+            else "default 0.5 (no ensemble card for this selection)")
     return LoadedSet(model_set, loaded, thr, src, ens_card)

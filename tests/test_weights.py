@@ -226,3 +226,28 @@ def test_shipped_set_without_weights_says_where_it_looked(tmp_path, monkeypatch)
         resolve_checkpoint(empty, spec, None, allow_download=False)
     assert "lstm.safetensors" in str(e.value) and str(tmp_path) in str(e.value)
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
+
+
+def test_ensemble_threshold_holds_for_any_selection_that_keeps_the_weighted_models(tmp_path):
+    import json
+    import shutil
+
+    from conftest import REPO
+
+    shipped = REPO / "assets" / "models"
+    for f in shipped.glob("*.safetensors"):
+        shutil.copy(f, tmp_path / f.name)
+    for f in shipped.glob("*.json"):
+        shutil.copy(f, tmp_path / f.name)
+    card = json.loads((tmp_path / "ensemble.json").read_text())
+    card["weights"] = {n: 0.0 for n in card["weights"]} | {"gnn": 0.5, "resnet": 0.5}
+    card["threshold"] = 0.4242
+    (tmp_path / "ensemble.json").write_text(json.dumps(card))
+    for models, want in (("gnn,resnet", 0.4242), ("gnn,resnet,lstm", 0.4242), (None, 0.4242),
+                         ("gnn,lstm", 0.5), ("resnet", 0.5)):
+        s = load_set("shipped", models=models, weights_dir=tmp_path, allow_download=False)
+        assert s.ensemble_threshold == pytest.approx(want), models
+        if want == 0.5:
+            assert s.ensemble_threshold_source.startswith("default 0.5") and "gnn, resnet" in s.ensemble_threshold_source
+        else:
+            assert s.ensemble_threshold_source == card["threshold_source"]
