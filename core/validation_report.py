@@ -69,6 +69,10 @@ def _calibrated(card: dict, p: np.ndarray) -> np.ndarray:
     return 1 / (1 + np.exp(-(cal["a"] * _logit(p) + cal["b"])))
 
 
+def _two_class(y: np.ndarray) -> bool:
+    return 0 < y.sum() < len(y)
+
+
 def ensemble_weights(scores: dict[str, np.ndarray], labels: np.ndarray, power: float = 1.0) -> dict[str, float]:
     """Weight each model by how far its AUC beats chance (to `power`); equal weights if none does."""
     raw = {n: max(0.0, roc_auc(labels, p) - 0.5) ** power if _two_class(labels) else 0.0
@@ -99,10 +103,6 @@ ENSEMBLE_RULES = {
     "top3": ("equal weights on the three models with the highest AUC", _top_k(3)),
     "equal": ("equal weights on every model", lambda s, y: {n: 1 / len(s) for n in s}),
 }
-
-
-def _two_class(y: np.ndarray) -> bool:
-    return 0 < y.sum() < len(y)
 
 
 def leave_one_group_out(scores: dict[str, np.ndarray], y: np.ndarray, groups: np.ndarray,
@@ -161,7 +161,8 @@ def refresh_cards(out_dir: Path, pool: Pool, names=MODEL_NAMES) -> None:
 
 
 def write_ensemble(out_dir: Path, pool: Pool, report: Path | None, names=MODEL_NAMES, command: str = "") -> dict:
-    """Ensemble = mean of the calibrated model scores; its EER threshold and the LOSO report."""
+    """Ensemble = weighted mean of the calibrated model scores, by the rule that leave-one-source-out
+    picks among ENSEMBLE_RULES; its card, EER threshold and the LOSO report."""
     is_pool = np.array([o == "pool" for o in pool.origin])
     groups = np.array(pool.groups)
     cards = {n: json.loads((out_dir / f"{n}.json").read_text()) for n in names}
