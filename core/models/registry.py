@@ -128,7 +128,7 @@ _SHIPPED_SPECS = (  # a card with "members": k in its architecture builds k seed
               "gnn.safetensors", "logit_fake",
               description="conv encoder + temporal and spectral graph attention; linear-frequency bands"),
     ModelSpec("darts", "PC-DARTS cell + LSTM (searched)",
-              lambda c: with_members(c, lambda: DartsLSTM(genotype=c["architecture"]["genotype"])), LOGMEL64,
+              lambda c: with_members(c, lambda: DartsLSTM(genotype=c["architecture"]["genotype"])), LOGLIN64,
               "darts.safetensors", "logit_fake",
               description="searched PC-DARTS cell (genotype in the card) + BiLSTM across each frame's frequency bands"),
     ModelSpec("lstm", "BiLSTM (compact)", lambda c: with_members(c, BiLSTM), LOGMEL64, "lstm.safetensors",
