@@ -121,19 +121,21 @@ _SHIPPED_SPECS = (  # a card with "members": k in its architecture builds k seed
     ModelSpec("resnet", "ResNet (compact)", lambda c: with_members(c, lambda: CompactCNN("resnet")), LOGLIN64,
               "resnet.safetensors", "logit_fake",
               description="3x3 stem + 2 basic blocks (16-64 ch), max over frequency; linear-frequency bands"),
-    ModelSpec("res2net", "Res2Net (compact)", lambda c: with_members(c, lambda: CompactCNN("res2net")), LOGMEL64,
+    ModelSpec("res2net", "Res2Net (compact)", lambda c: with_members(c, lambda: CompactCNN("res2net")), LOGLIN64,
               "res2net.safetensors", "logit_fake",
-              description="3x3 stem + 2 Bottle2neck blocks (scale 4), max over frequency"),
+              description="3x3 stem + 2 Bottle2neck blocks (scale 4), max over frequency; linear-frequency bands"),
     ModelSpec("gnn", "Graph attention (AASIST-style)", lambda c: with_members(c, GraphAttentionNet), LOGLIN64,
               "gnn.safetensors", "logit_fake",
               description="conv encoder + temporal and spectral graph attention; linear-frequency bands"),
     ModelSpec("darts", "PC-DARTS cell + LSTM (searched)",
               lambda c: with_members(c, lambda: DartsLSTM(genotype=c["architecture"]["genotype"])), LOGLIN64,
               "darts.safetensors", "logit_fake",
-              description="searched PC-DARTS cell (genotype in the card) + BiLSTM across each frame's frequency bands"),
-    ModelSpec("lstm", "BiLSTM (compact)", lambda c: with_members(c, BiLSTM), LOGMEL64, "lstm.safetensors",
+              description="searched PC-DARTS cell (genotype in the card) + BiLSTM across each frame's bands; "
+                          "linear-frequency bands"),
+    ModelSpec("lstm", "BiLSTM (compact)", lambda c: with_members(c, BiLSTM), LOGLIN64, "lstm.safetensors",
               "logit_fake",
-              description="2-layer conv encoder + BiLSTM across each frame's frequency bands, max/mean over time"),
+              description="2-layer conv encoder + BiLSTM across each frame's bands, max/mean over time; "
+                          "linear-frequency bands"),
 )
 
 SETS: dict[str, ModelSet] = {
