@@ -43,7 +43,9 @@ def main() -> None:
     st.markdown(
         "- A verdict is **evidence, not proof**. Use it with the file's provenance and a listen.\n"
         "- Detectors **miss generators they never saw** in training: a low P(fake) on audio from a "
-        "new voice-cloning system means little.\n"
+        "new voice-cloning system means little. The shipped detectors call plainly robotic "
+        "formant speech (espeak-ng) real: they learned neural-vocoder traces, not what natural "
+        "speech has (reports/unseen_espeak.md).\n"
         "- Real audio can look fake after heavy processing: low sample rates, lossy codecs, "
         "clipping, long silences. Each file's facts and warnings are shown next to its verdict.\n"
         "- The whole file is scored in overlapping windows; the timeline shows *where* it looks fake.\n"
