@@ -1,9 +1,10 @@
-"""espeak-ng speech as labelled fakes of a kind the pool lacks (formant and Klatt synthesis).
+"""espeak-ng speech (formant and Klatt synthesis) as labelled fakes of a kind the pool lacks.
 
-The shipped detectors learned neural-vocoder traces; before this, they called plain espeak-ng
-speech real with P(fake) about 0.02. Training draws from TRAIN_VOICES x TRAIN_VARIANTS with
-generated sentences; the probe (scripts/probe_espeak.py) keeps other accents, other variants
-and hand-written sentences apart, so it measures generalisation within espeak-ng at least.
+The shipped detectors learned neural-vocoder traces and call plain espeak-ng speech real
+(P(fake) about 0.02, reports/unseen_espeak.md). `train --espeak N` adds it as fakes drawn from
+TRAIN_VOICES x TRAIN_VARIANTS with template sentences; session 4 tried that on gnn and resnet
+and it cost 4-5 points of mean LOSO EER, so the shipped set does not use it (README). The
+probe (scripts/probe_espeak.py) keeps other accents, variants and hand-written sentences apart.
 """
 
 from __future__ import annotations
@@ -62,15 +63,18 @@ def espeak_exe() -> str:
     return exe
 
 
+def write_speech(path: Path, text: str, voice: str, speed: int = 160, pitch: int = 50) -> Path:
+    """espeak-ng's WAV of `text` (voice as `accent` or `accent+variant`) at `path`."""
+    subprocess.run([espeak_exe(), "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(path), text],
+                   check=True, capture_output=True, timeout=60)
+    return path
+
+
 def synthesize(text: str, voice: str, variant: str = "", speed: int = 160, pitch: int = 50) -> np.ndarray:
     """espeak-ng speech as mono 16 kHz float32 (resampled by core.audio like any input)."""
-    exe = espeak_exe()
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "speech.wav"
         v = f"{voice}+{variant}" if variant else voice
-        subprocess.run([exe, "-v", v, "-s", str(speed), "-p", str(pitch), "-w", str(out), text],
-                       check=True, capture_output=True, timeout=60)
-        return load_audio(out).samples
+        return load_audio(write_speech(Path(tmp) / "speech.wav", text, v, speed, pitch)).samples
 
 
 def training_clips(n: int, seed: int) -> Iterator[tuple[np.ndarray, dict]]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import random
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -23,12 +22,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.inference import Detector  # noqa: E402
-from core.synthetic_speech import PROBE_SENTENCES, PROBE_VARIANTS, PROBE_VOICES, espeak_exe  # noqa: E402
+from core.synthetic_speech import PROBE_SENTENCES, PROBE_VARIANTS, PROBE_VOICES, write_speech  # noqa: E402
 
 
 def make_clips(folder: Path, n: int, seed: int) -> list[tuple[str, Path]]:
     """n espeak-ng clips: accent, variant, sentence pair, speed and pitch drawn at random (seeded)."""
-    exe = espeak_exe()
     rng = random.Random(seed)
     clips = []
     for i in range(n):
@@ -36,9 +34,7 @@ def make_clips(folder: Path, n: int, seed: int) -> list[tuple[str, Path]]:
         voice = PROBE_VOICES[i % len(PROBE_VOICES)] + (f"+{variant}" if variant else "")
         text = " ".join(rng.sample(PROBE_SENTENCES, 2))
         speed, pitch = rng.randint(135, 185), rng.randint(30, 70)
-        out = folder / f"espeak_{i:03d}_{voice.replace('+', '_')}.wav"
-        subprocess.run([exe, "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(out), text],
-                       check=True, capture_output=True)
+        out = write_speech(folder / f"espeak_{i:03d}_{voice.replace('+', '_')}.wav", text, voice, speed, pitch)
         clips.append((f"{voice} s{speed} p{pitch}", out))
     return clips
 
