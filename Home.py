@@ -64,7 +64,7 @@ def main() -> None:
                  "sha256": m["sha256"][:12], "threshold": m["threshold"],
                  "threshold source": m["threshold_source"]} for m in info["models"]]
         st.dataframe(rows, hide_index=True, width="stretch")
-        st.caption(f"Ensemble: {info['ensemble_weights']} of the selected models' P(fake), threshold "
+        st.caption(f"Ensemble of the selected models' P(fake): {info['ensemble_weights']}; threshold "
                    f"{info['ensemble_threshold']:.3f} ({info['ensemble_threshold_source']}).")
         st.markdown("**Model cards**")
         for m in det.models:
