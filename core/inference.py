@@ -207,7 +207,7 @@ class Detector:
                 "ensemble_threshold": self.loaded.ensemble_threshold,
                 "ensemble_threshold_source": self.loaded.ensemble_threshold_source,
                 "ensemble_weights": _weights_text(self._ensemble_weights([m.name for m in self.models]),
-                                                  bool((self.loaded.ensemble_card or {}).get("weights"))),
+                                                  bool(self._card_weights)),
                 "hop_fraction": self.hop_fraction, "precision": self.precision,
                 "windows_s": {fe.name: self.window_samples(fe) / TARGET_SR for fe in self.front_ends}}
 
@@ -366,11 +366,15 @@ class Detector:
                 max_p_fake=float(ps.max()), frac_windows_over=float((ps >= m.threshold).mean()), **base)
         return FileResult(st.name, st.facts, out, self._ensemble(out), self.set_name)
 
+    @property
+    def _card_weights(self) -> dict[str, float]:
+        """The ensemble card's weights ({} without a card or weights)."""
+        return (self.loaded.ensemble_card or {}).get("weights") or {}
+
     def _ensemble_weights(self, names: list[str]) -> dict[str, float]:
         """The ensemble card's weights over the models that scored (renormalised); equal without a card."""
-        card = self.loaded.ensemble_card or {}
-        if card.get("weights"):
-            return _normalised(card["weights"], names)
+        if self._card_weights:
+            return _normalised(self._card_weights, names)
         return {n: 1 / len(names) for n in names}
 
     def _ensemble(self, scores: dict[str, ModelScore]) -> ModelScore:
@@ -399,7 +403,7 @@ class Detector:
         ps = np.array([w.p_fake for w in timeline]) if timeline else np.array([p])
         return ModelScore("ensemble", p, thr, src, verdict(p, thr), timeline, float(ps.max()),
                           float((ps >= thr).mean()),
-                          source=_weights_text(weights, bool((self.loaded.ensemble_card or {}).get("weights")))
+                          source=_weights_text(weights, bool(self._card_weights))
                           + (f" ({', '.join(failed)} failed)" if failed else ""))
 
 

@@ -147,7 +147,7 @@ def prepare(args, log, front_ends=(LOGMEL64,)) -> tuple[Pool, dict]:
     Every bank is built from the same seed, so all front ends see the same augmented audio."""
     cache = Path(args.cache) if args.cache else None
     key = (f"{Path(args.data).resolve()}|{args.variants}|{args.seed}|{args.griffin_lim}|{sorted(args.exclude or [])}"
-           f"|{args.aug_strength}|{args.limit}" + (f"|espeak{args.espeak}" if getattr(args, "espeak", 0) else ""))
+           f"|{args.aug_strength}|{args.limit}" + (f"|espeak{args.espeak}" if args.espeak else ""))
     tag = hashlib.sha256(key.encode()).hexdigest()[:12]
     banks: dict[FrontEnd, tuple] = {}
     if cache and (cache / f"pool_{tag}.pt").is_file():
@@ -163,7 +163,7 @@ def prepare(args, log, front_ends=(LOGMEL64,)) -> tuple[Pool, dict]:
             extra = griffin_lim_fakes(pool, np.random.default_rng(args.seed), quiet=args.quiet)
             log(f"added {len(extra.audio)} Griffin-Lim resynthesised fakes")
             pool = merge(pool, extra)
-        if getattr(args, "espeak", 0):
+        if args.espeak:
             extra = espeak_fakes(args.espeak, args.seed, quiet=args.quiet)
             log(f"added {len(extra.audio)} espeak-ng fakes")
             pool = merge(pool, extra)
