@@ -204,10 +204,13 @@ def make_detector(args: argparse.Namespace):
         import torch
 
         torch.set_num_threads(args.threads)
-    return Detector.from_set(args.set_name, models=args.models, weights_dir=args.weights_dir,
-                             allow_download=not args.no_download, revision=args.revision,
-                             hop_fraction=args.hop, window_s=args.window, batch_size=args.batch_size,
-                             decode_workers=args.workers, precision=args.precision)
+    det = Detector.from_set(args.set_name, models=args.models, weights_dir=args.weights_dir,
+                            allow_download=not args.no_download, revision=args.revision,
+                            hop_fraction=args.hop, window_s=args.window, batch_size=args.batch_size,
+                            decode_workers=args.workers, precision=args.precision)
+    for name, why in det.loaded.skipped.items():
+        print(f"warning: model {name} skipped, scoring without it: {why}", file=sys.stderr)
+    return det
 
 
 def json_safe(obj):

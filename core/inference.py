@@ -204,6 +204,7 @@ class Detector:
     def info(self) -> dict:
         return {"set": self.set_name, "title": self.loaded.model_set.title,
                 "models": [m.describe() for m in self.models],
+                "skipped_models": dict(self.loaded.skipped),
                 "ensemble_threshold": self.loaded.ensemble_threshold,
                 "ensemble_threshold_source": self.loaded.ensemble_threshold_source,
                 "ensemble_weights": _weights_text(self._ensemble_weights([m.name for m in self.models]),

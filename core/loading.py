@@ -58,6 +58,7 @@ class LoadedSet:
     ensemble_threshold: float
     ensemble_threshold_source: str
     ensemble_card: dict | None = None
+    skipped: dict[str, str] = field(default_factory=dict)   # model name -> why it could not be loaded
 
 
 def load_model(model_set: ModelSet, spec: ModelSpec, weights_dir=None, allow_download=True,
@@ -122,7 +123,18 @@ def load_set(name: str | None = "auto", models: str | list[str] | None = None,
              revision: str | None = None) -> LoadedSet:
     model_set = get_set(resolve_set_name(name, weights_dir))
     specs = select_models(model_set, models)
-    loaded = [load_model(model_set, s, weights_dir, allow_download, revision) for s in specs]
+    loaded, failures = [], {}
+    for spec in specs:   # one damaged or missing checkpoint costs that model, not the whole set
+        try:
+            loaded.append(load_model(model_set, spec, weights_dir, allow_download, revision))
+        except DetectorError as e:
+            failures[spec.name] = e
+    if not loaded:
+        if len(failures) == 1:
+            raise next(iter(failures.values()))
+        raise WeightsError("no model could be loaded: " + "; ".join(f"{n}: {e}" for n, e in failures.items()))
+    skipped = {n: str(e) for n, e in failures.items()}
+    specs = [m.spec for m in loaded]
     # the ensemble card lives beside the checkpoints it was validated with
     folders = {m.checkpoint.path.parent for m in loaded}
     ens_card = None
@@ -137,6 +149,6 @@ def load_set(name: str | None = "auto", models: str | list[str] | None = None,
         weighted = _weighted_models(ens_card)
         thr, src = model_set.default_threshold, (
             model_set.threshold_source if model_set.name == "seed"
-            else f"default 0.5 (the ensemble card's threshold needs {', '.join(weighted)} selected)" if weighted
+            else f"default 0.5 (the ensemble card's threshold needs {', '.join(weighted)} selected and loaded)" if weighted
             else "default 0.5 (no ensemble card for this selection)")
-    return LoadedSet(model_set, loaded, thr, src, ens_card)
+    return LoadedSet(model_set, loaded, thr, src, ens_card, skipped)

@@ -228,17 +228,20 @@ def test_shipped_set_without_weights_says_where_it_looked(tmp_path, monkeypatch)
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
 
 
-def test_ensemble_threshold_holds_for_any_selection_that_keeps_the_weighted_models(tmp_path):
-    import json
+def _copy_shipped(folder: Path) -> None:
     import shutil
 
     from conftest import REPO
 
-    shipped = REPO / "assets" / "models"
-    for f in shipped.glob("*.safetensors"):
-        shutil.copy(f, tmp_path / f.name)
-    for f in shipped.glob("*.json"):
-        shutil.copy(f, tmp_path / f.name)
+    for f in (REPO / "assets" / "models").iterdir():
+        if f.suffix in (".safetensors", ".json"):
+            shutil.copy(f, folder / f.name)
+
+
+def test_ensemble_threshold_holds_for_any_selection_that_keeps_the_weighted_models(tmp_path):
+    import json
+
+    _copy_shipped(tmp_path)
     card = json.loads((tmp_path / "ensemble.json").read_text())
     card["weights"] = {n: 0.0 for n in card["weights"]} | {"gnn": 0.5, "resnet": 0.5}
     card["threshold"] = 0.4242
@@ -251,3 +254,35 @@ def test_ensemble_threshold_holds_for_any_selection_that_keeps_the_weighted_mode
             assert s.ensemble_threshold_source.startswith("default 0.5") and "gnn, resnet" in s.ensemble_threshold_source
         else:
             assert s.ensemble_threshold_source == card["threshold_source"]
+
+
+def test_a_damaged_checkpoint_costs_its_model_not_the_set(tmp_path, make):
+    """One NaN-poisoned checkpoint: the other five load and score, the skipped one is named with
+    the reason, and the ensemble card's threshold no longer applies when a weighted model is gone."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from core.inference import Detector
+
+    _copy_shipped(tmp_path)
+    weighted = sorted(n for n, w in json.loads((tmp_path / "ensemble.json").read_text())["weights"].items() if w > 0)
+    victim = weighted[0]
+    sd = load_file(tmp_path / f"{victim}.safetensors")
+    first = next(k for k, v in sd.items() if v.is_floating_point())
+    sd[first] = sd[first].clone().fill_(float("nan"))
+    save_file(sd, tmp_path / f"{victim}.safetensors")
+
+    s = load_set("shipped", weights_dir=tmp_path, allow_download=False)
+    assert victim not in [m.name for m in s.models] and len(s.models) == len(get_set("shipped").specs) - 1
+    assert list(s.skipped) == [victim] and "NaN/inf" in s.skipped[victim]
+    assert s.ensemble_threshold == 0.5 and "selected and loaded" in s.ensemble_threshold_source
+    det = Detector(s)
+    res = det.score(make.clip("a.wav", 2.0))
+    assert victim not in res.models and res.ensemble.p_fake is not None
+    assert det.info()["skipped_models"] == s.skipped
+
+    # nothing loadable: one clear error that names every model and its reason
+    (tmp_path / "lstm.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match=f"no model could be loaded: (?=.*{victim}: .*NaN)(?=.*lstm: )"):
+        load_set("shipped", models=f"{victim},lstm", weights_dir=tmp_path, allow_download=False)

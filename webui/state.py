@@ -207,6 +207,8 @@ def sidebar_status(det: Detector | None, err: str | None, sel: Selection) -> Non
             return
         sources = sorted({m.checkpoint.source for m in det.models})
         st.success(f"Active set: **{det.set_name}** ({len(det.models)} models, from {', '.join(sources)})")
+        for name, why in det.loaded.skipped.items():
+            st.warning(f"**{name}** could not be loaded and is left out of every score: {why}")
         if sel.custom is None:
             st.caption(f"Ensemble threshold {det.loaded.ensemble_threshold:.3f} "
                        f"({det.loaded.ensemble_threshold_source}); each model uses its own card's.")
