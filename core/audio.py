@@ -37,6 +37,7 @@ _RESAMPLE_CONTEXT_S = 0.05  # filter context carried across block edges
 _TC_CHUNK_S = 30.0          # ffmpeg (torchcodec) decodes this many seconds at a time ...
 _TC_MIN_CHUNK_S = 0.25      # ... and down to this much around damage
 MAX_PLAUSIBLE_PEAK = 65536.0  # float samples beyond this (+96 dBFS) are not audio: damaged or random data
+_MIN_RETRY_FRAMES = 1024     # a block that fails to decode is retried in halves down to this
 MAX_BLOCK_SAMPLES = 1 << 22  # native samples (frames x channels) decoded at once: bounds memory
                              # whatever rate/channel count a (possibly hostile) header claims
 
@@ -58,6 +59,8 @@ class AudioFacts:
     nonfinite_samples: int = 0
     decoder: str = "soundfile"
     analysed_s: float = 0.0
+    header_s: float = 0.0       # the duration the file's header promises (0: it does not say)
+    truncated: bool = False     # decoding stopped at damage, or the data ends before the header says
 
     @property
     def lossy(self) -> bool:
@@ -82,6 +85,10 @@ class AudioFacts:
         if window_s and self.duration_s < window_s:
             out.append(f"Shorter ({self.duration_s:.2f} s) than one analysis window ({window_s:.2f} s): "
                        "the window is padded, so the score rests on little evidence.")
+        if self.truncated:
+            promised = f"its header promises {self.header_s:.1f} s but " if self.header_s > self.duration_s else ""
+            out.append(f"The file is cut off or damaged: {promised}only {self.duration_s:.1f} s could be decoded; "
+                       "the verdict covers that part alone.")
         if self.analysed_s and self.analysed_s + 0.05 < self.duration_s:
             out.append(f"Only {self.analysed_s:.1f} s of {self.duration_s:.1f} s were analysed.")
         return out
@@ -279,8 +286,11 @@ class AudioReader:
         if self.original_rate < 1000 or self.original_rate > 768_000:
             self.close()
             raise AudioError(f"{self.name}: unsupported sample rate {self.original_rate} Hz")
+        header_s = self.frames_hint / self.original_rate
+        if container == "WAV":   # libsndfile reports the frames present, not those the header declares
+            header_s = max(header_s, _wav_declared_s(self._source) or 0.0)
         self.facts = AudioFacts(self.name, container, codec, self.original_rate, self.channels,
-                                duration_s=self.frames_hint / self.original_rate, decoder=self._decoder)
+                                duration_s=header_s, decoder=self._decoder, header_s=header_s)
 
     def _decode_torchcodec(self, sf_err: Exception) -> tuple[int, int, str, float]:
         """Open with ffmpeg and decode the first chunk; the rest streams chunk by chunk.
@@ -352,10 +362,16 @@ class AudioReader:
             self.truncated = self._tc_damaged
             return
         assert self._sf is not None
+        step = block_frames
         while True:
+            pos = self._sf.tell() if self._sf.seekable() else -1
             try:
-                b = self._sf.read(block_frames, dtype="float32", always_2d=True)
+                b = self._sf.read(step, dtype="float32", always_2d=True)
             except Exception as e:
+                if pos >= 0 and step > _MIN_RETRY_FRAMES:   # damage inside this block: keep what precedes it
+                    self._sf.seek(pos)
+                    step //= 2
+                    continue
                 if self._acc.native_samples:  # truncated tail: keep what decoded
                     self.truncated = True
                     return
@@ -385,6 +401,8 @@ class AudioReader:
             yield y
         self._acc.finish(self.facts)
         self._done = True
+        f = self.facts   # a shortfall beyond encoder padding (mp3 headers count a few ms more) is damage
+        f.truncated = self.truncated or f.header_s - f.duration_s > max(0.25, 0.02 * f.header_s)
         if self._acc.mono_samples == 0:
             raise AudioError(f"{self.name}: the file contains no audio samples")
 
@@ -408,6 +426,54 @@ class Audio:
     @property
     def duration_s(self) -> float:
         return len(self.samples) / TARGET_SR
+
+
+def _wav_declared_s(source) -> float | None:
+    """Seconds of audio a RIFF/WAVE header declares in its data chunk, when more bytes are declared
+    than the file holds (a cut-off download); None when the file is whole or cannot be checked."""
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            with open(source, "rb") as fh:
+                return _riff_shortfall(fh, os.fstat(fh.fileno()).st_size)
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            return _riff_shortfall(io.BytesIO(bytes(source)), len(source))
+        if hasattr(source, "seek") and hasattr(source, "tell"):
+            pos = source.tell()
+            try:
+                size = source.seek(0, io.SEEK_END)
+                source.seek(0)
+                return _riff_shortfall(source, size)
+            finally:
+                source.seek(pos)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def _riff_shortfall(fh: BinaryIO, size: int) -> float | None:
+    head = fh.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None
+    rate = align = 0
+    pos = 12
+    while pos + 8 <= size:
+        fh.seek(pos)
+        hdr = fh.read(8)
+        if len(hdr) < 8:
+            return None
+        cid, n = hdr[:4], int.from_bytes(hdr[4:8], "little")
+        if cid == b"fmt ":
+            fmt = fh.read(16)
+            if len(fmt) < 16:
+                return None
+            rate, align = int.from_bytes(fmt[4:8], "little"), int.from_bytes(fmt[12:14], "little")
+        elif cid == b"data":
+            if not rate or not align or n == 0 or n >= 0x7FFFF000:   # streaming writers leave it open
+                return None
+            present = size - (pos + 8)
+            return n // align / rate if n > present + align else None
+        pos += 8 + n + (n & 1)
+    return None
 
 
 def load_audio(source: str | os.PathLike | bytes | BinaryIO, name: str | None = None) -> Audio:

@@ -282,8 +282,27 @@ def test_truncated_mp3_scores_what_decodes(det, make):
     whole, cut = det.score(full), det.score(half)
     assert 1.0 < cut.facts.duration_s < whole.facts.duration_s - 1.0
     assert cut.facts.lossy and cut.ensemble.p_fake is not None
+    assert cut.facts.truncated and not whole.facts.truncated
+    assert any("cut off or damaged" in w for w in cut.warnings()) and not any("cut off" in w for w in whole.warnings())
     # the timeline covers what decoded, no more
     assert max(w.end for w in cut.models["lstm"].windows) == pytest.approx(cut.facts.duration_s, abs=1e-3)
+
+
+@pytest.mark.parametrize("fmt", ["WAV", "FLAC"])
+def test_cut_off_files_are_scored_and_flagged(det, make, fmt):
+    """A download cut in half: what decoded is scored, and the warning says the file is incomplete
+    (libsndfile itself reports a cut WAV as a shorter whole one; the RIFF data size gives it away)."""
+    full = make.write(f"whole.{fmt.lower()}", signal_at(SR, 6.0), SR, format=fmt)
+    data = full.read_bytes()
+    cut = make.folder / f"cut.{fmt.lower()}"
+    cut.write_bytes(data[: len(data) // 2])
+    whole = det.score(full)
+    assert not whole.facts.truncated and whole.facts.header_s == pytest.approx(6.0, abs=1e-3)
+    for res in (det.score(cut), det.score(cut.read_bytes(), name="cut upload")):
+        assert res.ensemble.p_fake is not None and res.facts.duration_s < 4.0
+        assert res.facts.truncated and res.facts.header_s == pytest.approx(6.0, abs=0.01)
+        warn = [w for w in res.warnings() if "cut off or damaged" in w]
+        assert len(warn) == 1 and "promises 6.0 s" in warn[0], res.warnings()
 
 
 def test_header_claiming_billions_of_frames_scores_the_real_data(det, make, reference):
