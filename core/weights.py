@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import pickle
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,7 +85,10 @@ def resolve_checkpoint(model_set: ModelSet, spec: ModelSpec, weights_dir: str | 
             if isinstance(hit, str) and os.path.isfile(hit):
                 return Checkpoint(Path(hit), "hub cache", sha256_of(hit))
         tried.append(f"hub cache {hub_cache_dir()}" + (f" at revision {revision}" if revision else ""))
-        if allow_download and not _offline():
+        if allow_download and not _offline() and time.monotonic() < _hub_unreachable_until:
+            tried.append(f"download (skipped: the hub was unreachable moments ago; retried after "
+                         f"{HUB_RETRY_AFTER_S:.0f} s)")
+        elif allow_download and not _offline():
             got = _download(model_set.hub_repo, spec, revision)
             if got:
                 return Checkpoint(got, "hub download", sha256_of(got))
@@ -101,14 +105,32 @@ def resolve_checkpoint(model_set: ModelSet, spec: ModelSpec, weights_dir: str | 
                        f"looked in: {'; '.join(tried)}")
 
 
+HUB_RETRY_AFTER_S = 120.0
+_hub_unreachable_until = 0.0   # time.monotonic() before which downloads are not tried again
+
+
 def _download(repo: str, spec: ModelSpec, revision: str | None) -> Path | None:
+    """The checkpoint from the hub, trying each of its names; None when none can be had.
+
+    A network failure (not a missing file) stops the attempts for HUB_RETRY_AFTER_S, so an
+    offline machine waits out the connection timeouts once per load, not once per model and name."""
+    global _hub_unreachable_until
     from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError,
+                                        RevisionNotFoundError)
 
     for n in candidate_names(spec):
         try:
             return Path(hf_hub_download(repo, n, revision=revision, cache_dir=hub_cache_dir(), etag_timeout=5))
-        except Exception:  # not found under this name, or no network: try the next name, then give up
-            continue
+        except LocalEntryNotFoundError:   # raised when the hub cannot be reached
+            break
+        except (EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError):
+            continue                      # not under this name: try the next
+        except Exception:                 # connection, TLS, proxy, server errors
+            break
+    else:
+        return None
+    _hub_unreachable_until = time.monotonic() + HUB_RETRY_AFTER_S
     return None
 
 

@@ -61,11 +61,53 @@ def test_download_is_tried_when_online_and_its_failure_reported(tmp_path, monkey
     import core.weights as w
 
     calls = []
+    monkeypatch.setattr(w, "_hub_unreachable_until", 0.0)
     monkeypatch.setattr(w, "_download", lambda repo, spec, rev: calls.append((repo, spec.name, rev)))
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     with pytest.raises(WeightsError, match="failed"):
         resolve_checkpoint(SEED, SEED.spec("lstm"), tmp_path, allow_download=True, revision="v1")
     assert calls == [("SanthoshPrabhu/Deepfake_audio_detection", "lstm", "v1")]
+
+
+def test_an_unreachable_hub_is_waited_for_once_per_load_not_per_model(tmp_path, monkeypatch):
+    """No network: the first download attempt fails on the connection; the other models skip the
+    download (saying why) instead of each waiting out its own timeouts. A name the hub does not
+    have is not a network failure: the next name is tried and later downloads still are."""
+    import huggingface_hub
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    import core.weights as w
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setattr(w, "_hub_unreachable_until", 0.0)
+    calls = []
+
+    def not_there(repo, name, **kw):
+        calls.append(name)
+        raise EntryNotFoundError(f"404 {name}")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", not_there)
+    spec = SEED.spec("lstm")
+    with pytest.raises(WeightsError, match="failed"):
+        resolve_checkpoint(SEED, spec, tmp_path, allow_download=True)
+    assert calls == list(w.candidate_names(spec)) and w._hub_unreachable_until == 0.0
+
+    def no_network(repo, name, **kw):
+        calls.append(name)
+        raise LocalEntryNotFoundError("Connection error, and we cannot find the requested files in the cache")
+
+    calls.clear()
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_network)
+    with pytest.raises(WeightsError, match="failed"):
+        resolve_checkpoint(SEED, spec, tmp_path, allow_download=True)
+    for other in ("gnn", "resnet"):
+        with pytest.raises(WeightsError, match="skipped: the hub was unreachable"):
+            resolve_checkpoint(SEED, SEED.spec(other), tmp_path, allow_download=True)
+    assert calls == [spec.checkpoint]   # one attempt in all
+    monkeypatch.setattr(w, "_hub_unreachable_until", 0.0)   # the quiet period over: tried again
+    with pytest.raises(WeightsError, match="failed"):
+        resolve_checkpoint(SEED, SEED.spec("gnn"), tmp_path, allow_download=True)
+    assert len(calls) == 2
 
 
 def test_wrong_keys_are_named(tmp_path):
