@@ -58,6 +58,24 @@ def test_missing_seed_checkpoints_are_an_error_message(monkeypatch, tmp_path):
         assert any("could not be loaded" in e.value for e in at.error), page
 
 
+def test_a_damaged_checkpoint_is_a_sidebar_warning_and_the_rest_load(monkeypatch, tmp_path, seed_weights):
+    import shutil
+
+    from core.models.registry import get_set
+
+    seed = get_set("seed")
+    for name in ("gnn", "lstm"):
+        shutil.copy(seed_weights / seed.spec(name).checkpoint, tmp_path)
+    (tmp_path / seed.spec("darts").checkpoint).write_bytes(b"half a download")
+    monkeypatch.setenv("DEEPFAKE_WEIGHTS_DIR", str(tmp_path))
+    at = new_app(models=("gnn", "darts", "lstm"))
+    no_exception(at)
+    assert not at.error
+    warn = [w.value for w in at.sidebar.warning]
+    assert len(warn) == 1 and "darts" in warn[0] and "cannot read the checkpoint" in warn[0], warn
+    assert any("2 models" in s.value for s in at.sidebar.success)
+
+
 def test_switch_to_the_shipped_set(app_env, tmp_path):
     at = new_app()
     at.selectbox(key="w_dd_set").set_value("shipped").run()
