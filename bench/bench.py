@@ -82,7 +82,6 @@ def write_clips(folder: Path, n: int, seed: int = 0) -> list[Path]:
 
 def write_long(path: Path, seconds: float, sr: int = 22050, block_s: float = 60.0) -> Path:
     """A long file written block by block (never whole in memory)."""
-    import numpy as np
     import soundfile as sf
 
     with sf.SoundFile(path, "w", samplerate=sr, channels=1, subtype="PCM_16") as f:

@@ -357,7 +357,7 @@ def test_odd_file_names_score_and_keep_their_name(det, make, fname):
 
 def test_folder_with_symlink_loop_fifo_dangling_link_and_unreadable_file(det, make, monkeypatch):
     root = make.folder / "incoming"
-    good = AudioMakerLike(root).write("a/good.wav", speechlike(3.0))
+    AudioMakerLike(root).write("a/good.wav", speechlike(3.0))
     (root / "a" / "loop").symlink_to(root, target_is_directory=True)       # a -> root -> a -> ...
     (root / "a" / "b").mkdir()
     (root / "a" / "b" / "up").symlink_to(root / "a", target_is_directory=True)

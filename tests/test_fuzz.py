@@ -24,7 +24,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 from contextlib import contextmanager
 from functools import lru_cache

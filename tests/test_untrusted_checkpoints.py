@@ -14,14 +14,12 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import pickle
 import struct
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
 import torch
