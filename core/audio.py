@@ -286,11 +286,11 @@ class AudioReader:
         if self.original_rate < 1000 or self.original_rate > 768_000:
             self.close()
             raise AudioError(f"{self.name}: unsupported sample rate {self.original_rate} Hz")
-        header_s = self.frames_hint / self.original_rate
-        if container == "WAV":   # libsndfile reports the frames present, not those the header declares
-            header_s = max(header_s, _wav_declared_s(self._source) or 0.0)
+        hint_s = self.frames_hint / self.original_rate
+        # libsndfile reports the WAV frames present, not those the header declares: read the RIFF size
+        header_s = max(hint_s, _wav_declared_s(self._source) or 0.0) if container == "WAV" else hint_s
         self.facts = AudioFacts(self.name, container, codec, self.original_rate, self.channels,
-                                duration_s=header_s, decoder=self._decoder, header_s=header_s)
+                                duration_s=hint_s, decoder=self._decoder, header_s=header_s)
 
     def _decode_torchcodec(self, sf_err: Exception) -> tuple[int, int, str, float]:
         """Open with ffmpeg and decode the first chunk; the rest streams chunk by chunk.
@@ -430,13 +430,13 @@ class Audio:
 
 def _wav_declared_s(source) -> float | None:
     """Seconds of audio a RIFF/WAVE header declares in its data chunk, when more bytes are declared
-    than the file holds (a cut-off download); None when the file is whole or cannot be checked."""
+    than the file holds (a cut-off download); None when the file is whole or cannot be checked.
+    `source` is a path or a seekable stream (bytes were wrapped in one on opening); its position
+    is restored, since libsndfile reads from it too."""
     try:
         if isinstance(source, (str, os.PathLike)):
             with open(source, "rb") as fh:
                 return _riff_shortfall(fh, os.fstat(fh.fileno()).st_size)
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            return _riff_shortfall(io.BytesIO(bytes(source)), len(source))
         if hasattr(source, "seek") and hasattr(source, "tell"):
             pos = source.tell()
             try:
