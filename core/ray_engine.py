@@ -119,6 +119,10 @@ class ScorerActor:
         # load errors (a missing checkpoint on this node, ...) stop the job: they are not
         # rows, or a resume would skip every file this worker touched
         self.detector = Detector.from_set(**detector_kwargs)
+        if self.detector.loaded.skipped:   # a partial set here would write rows the header does not match
+            from .errors import WeightsError
+
+            raise WeightsError("; ".join(f"{n}: {why}" for n, why in self.detector.loaded.skipped.items()))
         self.load_cpu_s = time.process_time() - c0   # reported once, with the first batch
         self.device = "cpu"
         if use_gpu and torch.cuda.is_available():

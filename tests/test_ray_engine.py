@@ -190,6 +190,17 @@ def test_scorer_actor_rows_equal_the_local_rows_and_never_raise(corpus, weights,
     assert [json.loads(r) for r in out2["row"]] == rows
 
 
+def test_scorer_actor_refuses_a_partial_set(tmp_path):
+    """The local engine scores with what loads; an actor must not, or its rows would miss columns
+    the driver's CSV header has."""
+    from core.errors import WeightsError
+    from core.ray_engine import ScorerActor
+
+    partial = write_seed_weights(tmp_path / "w", ("gnn", "lstm"))
+    with pytest.raises(WeightsError, match="darts"):
+        ScorerActor(dict(set_name="seed", models=FAST_MODELS, weights_dir=str(partial), allow_download=False))
+
+
 # ----------------------------------------------------------------------------- on Ray
 
 
