@@ -368,9 +368,8 @@ class AudioReader:
             try:
                 b = self._sf.read(step, dtype="float32", always_2d=True)
             except Exception as e:
-                if pos >= 0 and step > _MIN_RETRY_FRAMES:   # damage inside this block: keep what precedes it
-                    self._sf.seek(pos)
-                    step //= 2
+                if pos >= 0 and step > _MIN_RETRY_FRAMES and _seek_back(self._sf, pos):
+                    step //= 2   # damage inside this block: retry smaller, keeping what precedes it
                     continue
                 if self._acc.native_samples:  # truncated tail: keep what decoded
                     self.truncated = True
@@ -426,6 +425,15 @@ class Audio:
     @property
     def duration_s(self) -> float:
         return len(self.samples) / TARGET_SR
+
+
+def _seek_back(f: sf.SoundFile, pos: int) -> bool:
+    """Return to `pos` before a failed read; False when the damaged stream cannot seek either."""
+    try:
+        f.seek(pos)
+        return True
+    except Exception:
+        return False
 
 
 def _wav_declared_s(source) -> float | None:

@@ -122,6 +122,14 @@ def espeak_wav(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(autouse=True)
+def _hub_reachable_again(monkeypatch):
+    """core.weights remembers an unreachable hub for two minutes; each test starts without that memory."""
+    import core.weights
+
+    monkeypatch.setattr(core.weights, "_hub_unreachable_until", 0.0)
+
+
 # ============================================================================ engine: seed-shape weights
 
 FAST_MODELS = "gnn,darts,lstm"          # seconds to build and score
