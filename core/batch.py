@@ -44,7 +44,7 @@ FACT_COLUMNS = ["duration_s", "original_rate", "channels", "container", "codec",
 def csv_columns(model_names: Iterable[str]) -> list[str]:
     names = list(model_names)
     return (["file", "set"] + FACT_COLUMNS + [f"p_fake_{n}" for n in names]
-            + ["p_fake_ensemble", "threshold_ensemble", "verdict", "error"])
+            + ["p_fake_ensemble", "threshold_ensemble", "verdict", "warnings", "error"])
 
 
 def result_to_row(res: FileResult, model_names: Iterable[str]) -> dict:
@@ -57,6 +57,8 @@ def result_to_row(res: FileResult, model_names: Iterable[str]) -> dict:
                    container=f.container, codec=f.codec,
                    peak_dbfs=round(f.peak_dbfs, 2) if f.peak_dbfs != float("-inf") else "-inf",
                    clipped_fraction=round(f.clipped_fraction, 6), silence_ratio=round(f.silence_ratio, 4))
+        # the same cautions the Analyze page shows (low rate, lossy, clipped, cut off, ...), one cell
+        row["warnings"] = " | ".join(w.replace("\n", " ") for w in f.warnings())
     errors = [res.error] if res.error else []
     for n in model_names:
         m = res.models.get(n)

@@ -266,3 +266,19 @@ def test_thousand_files_ten_percent_broken(det2, tmp_path):
     assert sum(1 for r in rows if r["p_fake_ensemble"] != "") == 900
     assert sum(1 for r in rows if r["error"] != "" and r["p_fake_ensemble"] == "") == 100
     assert all(("f%04d" % i) in r["file"] for r in rows for i in [int(Path(r["file"]).stem[1:])])
+
+
+def test_each_row_carries_the_files_warnings(det2, make, tmp_path):
+    """The batch CSV says what the Analyze page says about a recording: a cut-off WAV and an
+    8 kHz file are scored and flagged, a clean 16 kHz file has an empty warnings cell."""
+    clean = make.write("clean.wav", speechlike(4.0), SR)
+    make.write("low_rate.wav", speechlike(4.0, sr=8000), 8000)
+    data = clean.read_bytes()
+    (make.folder / "cut.wav").write_bytes(data[: len(data) // 2])
+    out = tmp_path / "w.csv"
+    run_batch([make.folder], out, det2)
+    rows = {Path(r["file"]).name: r for r in assert_valid_csv(out, csv_columns(["darts", "lstm"]))}
+    assert all(r["p_fake_ensemble"] and not r["error"] for r in rows.values())
+    assert rows["clean.wav"]["warnings"] == ""
+    assert "cut off or damaged" in rows["cut.wav"]["warnings"] and "promises 4.0 s" in rows["cut.wav"]["warnings"]
+    assert rows["low_rate.wav"]["warnings"].startswith("Low sample rate (8000 Hz)")

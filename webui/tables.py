@@ -150,10 +150,10 @@ def batch_frame(results: list[FileResult], model_names: list[str]) -> pd.DataFra
 
 
 def display_order(columns: list[str]) -> list[str]:
-    """The batch table on screen: file, verdict and scores first, then the error and the facts."""
+    """The batch table on screen: file, verdict and scores first, then the error, the warnings and the facts."""
     first = ["file", "verdict", "p_fake_ensemble"] + [c for c in columns if c.startswith("p_fake_")
                                                      and c != "p_fake_ensemble"]
-    first += ["threshold_ensemble", "error"]
+    first += ["threshold_ensemble", "error", "warnings"]
     return [c for c in first if c in columns] + [c for c in columns if c not in first]
 
 
