@@ -239,10 +239,12 @@ def read_done(path: str | os.PathLike, columns: list[str]) -> dict[str, bool]:
         if header is None:
             return done
         if header != columns:
+            only_there = [c for c in header if c not in columns] or ["none"]
+            only_here = [c for c in columns if c not in header] or ["none"]
             raise ConfigError(
-                f"{path}: exists with other columns ({', '.join(c for c in header if c.startswith('p_fake_'))}) "
-                f"than this run ({', '.join(c for c in columns if c.startswith('p_fake_'))}); "
-                "use the same --set/--models to resume it, another --out, or --no-resume to overwrite it")
+                f"{path}: exists with other columns than this run (only in the file: {', '.join(only_there)}; "
+                f"only in this run: {', '.join(only_here)}); use the same --set/--models to resume it, "
+                "another --out, or --no-resume to overwrite it (a CSV from an older version cannot be resumed)")
         i_file, i_ens = columns.index("file"), columns.index("p_fake_ensemble")
         for rec in reader:
             if len(rec) != len(columns):

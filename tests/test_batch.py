@@ -112,8 +112,13 @@ def test_repair_csv_cuts_only_a_partial_last_line(tmp_path):
 def test_read_done_refuses_another_layout(tmp_path):
     p = tmp_path / "o.csv"
     p.write_text(",".join(csv_columns(["lstm"])) + "\n")
-    with pytest.raises(ConfigError, match="--no-resume"):
+    with pytest.raises(ConfigError, match="only in the file: none; only in this run: p_fake_darts.*--no-resume"):
         read_done(p, csv_columns(["darts", "lstm"]))
+    old = [c for c in csv_columns(["lstm"]) if c != "warnings"]   # a CSV from before the warnings column
+    p.write_text(",".join(old) + "\n")
+    with pytest.raises(ConfigError, match="only in this run: warnings"):
+        read_done(p, csv_columns(["lstm"]))
+    p.write_text(",".join(csv_columns(["lstm"])) + "\n")
     assert read_done(p, csv_columns(["lstm"])) == {}
 
 
