@@ -85,16 +85,16 @@ def resolve_checkpoint(model_set: ModelSet, spec: ModelSpec, weights_dir: str | 
             if isinstance(hit, str) and os.path.isfile(hit):
                 return Checkpoint(Path(hit), "hub cache", sha256_of(hit))
         tried.append(f"hub cache {hub_cache_dir()}" + (f" at revision {revision}" if revision else ""))
-        if allow_download and not _offline() and time.monotonic() < _hub_unreachable_until:
+        if not allow_download or _offline():
+            tried.append("download (disabled: offline)")
+        elif time.monotonic() < _hub_unreachable_until:
             tried.append(f"download (skipped: the hub was unreachable moments ago; retried after "
                          f"{HUB_RETRY_AFTER_S:.0f} s)")
-        elif allow_download and not _offline():
+        else:
             got = _download(model_set.hub_repo, spec, revision)
             if got:
                 return Checkpoint(got, "hub download", sha256_of(got))
             tried.append(f"download from {model_set.hub_repo} (failed)")
-        else:
-            tried.append("download (disabled: offline)")
     if model_set.shipped_dir:
         for n in candidate_names(spec):
             p = Path(model_set.shipped_dir) / n
