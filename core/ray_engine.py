@@ -43,7 +43,7 @@ from typing import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from .argtypes import non_negative_float, positive_int
-from .errors import ConfigError, DetectorError
+from .errors import ConfigError, DetectorError, WeightsError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .batch import BatchSummary
@@ -120,8 +120,6 @@ class ScorerActor:
         # rows, or a resume would skip every file this worker touched
         self.detector = Detector.from_set(**detector_kwargs)
         if self.detector.loaded.skipped:   # a partial set here would write rows the header does not match
-            from .errors import WeightsError
-
             raise WeightsError("; ".join(f"{n}: {why}" for n, why in self.detector.loaded.skipped.items()))
         self.load_cpu_s = time.process_time() - c0   # reported once, with the first batch
         self.device = "cpu"
