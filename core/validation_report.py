@@ -92,18 +92,6 @@ def _top_k(k: int):
     return rule
 
 
-def _top2_tuned(scores: dict[str, np.ndarray], labels: np.ndarray) -> dict[str, float]:
-    """The two highest-AUC models; the better one's weight (0.5 ... 0.9) by the pooled AUC of the mix."""
-    auc = ensemble_weights(scores, labels)
-    first, second = sorted(scores, key=lambda n: -auc[n])[:2]
-    best_w, best_auc = 0.5, -1.0
-    for w in (0.5, 0.6, 0.7, 0.8, 0.9):          # ascending, strict '>': ties keep the more even mix
-        a = roc_auc(labels, w * scores[first] + (1 - w) * scores[second]) if _two_class(labels) else 0.5
-        if a > best_auc + 1e-12:
-            best_w, best_auc = w, a
-    return {n: best_w if n == first else (1 - best_w if n == second else 0.0) for n in scores}
-
-
 # The candidate weighting rules, fixed in code. Which one ships is chosen by an inner
 # leave-one-source-out (select_rule), never by the held-out source's own figures.
 # The first is the rule sessions 1-3 shipped; it wins ties.
@@ -114,10 +102,6 @@ ENSEMBLE_RULES = {
     "top2": ("equal weights on the two models with the highest AUC", _top_k(2)),
     "top3": ("equal weights on the three models with the highest AUC", _top_k(3)),
     "equal": ("equal weights on every model", lambda s, y: {n: 1 / len(s) for n in s}),
-    # The last two were added in session 6, before that session's gnn had out-of-fold scores.
-    "best": ("the model with the highest AUC alone", _top_k(1)),
-    "top2_tuned": ("the two models with the highest AUC, the better one weighted 0.5-0.9 by the pooled AUC "
-                   "of the mix on the fitting sources", _top2_tuned),
 }
 
 

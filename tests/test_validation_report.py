@@ -35,23 +35,6 @@ def test_candidate_rules_weigh_as_they_say():
     sq, lin = ENSEMBLE_RULES["auc_squared"][1](scores, y), ENSEMBLE_RULES["auc"][1](scores, y)
     assert sq["strong_a"] > lin["strong_a"] and sq["weak"] < lin["weak"]  # squaring sharpens
     assert set(ENSEMBLE_RULES["equal"][1](scores, y).values()) == {1 / 6}
-    best = ENSEMBLE_RULES["best"][1](scores, y)
-    assert sorted(best.values()) == [0.0] * 5 + [1.0] and max(best, key=best.get) in {"strong_a", "strong_b"}
-    tuned = ENSEMBLE_RULES["top2_tuned"][1](scores, y)
-    assert {n for n, v in tuned.items() if v > 0} == {"strong_a", "strong_b"}
-
-
-def test_top2_tuned_leans_on_the_better_model_only_when_the_mix_says_so():
-    rng = np.random.default_rng(3)
-    y = np.r_[np.zeros(400), np.ones(400)].astype(int)
-    sig = lambda s: 1 / (1 + np.exp(-(s * (2 * y - 1) + rng.normal(size=len(y)))))
-    # Two equally informative models with independent errors: the even mix is best.
-    even = ENSEMBLE_RULES["top2_tuned"][1]({"a": sig(1.0), "b": sig(1.0), "c": sig(0.0)}, y)
-    assert even["c"] == 0.0 and even["a"] + even["b"] == pytest.approx(1.0)
-    assert max(even["a"], even["b"]) <= 0.6 + 1e-9
-    # A strong model beside a barely informative one: the mix leans on the strong one, at most 0.9.
-    lean = ENSEMBLE_RULES["top2_tuned"][1]({"weak": sig(0.15), "strong": sig(2.0), "noise": sig(0.0)}, y)
-    assert lean["strong"] >= 0.8 and lean["strong"] <= 0.9 + 1e-9 and lean["noise"] in (0.0, 1 - lean["strong"])
 
 
 def test_select_rule_takes_the_lowest_leave_one_group_out_eer():
