@@ -42,11 +42,13 @@ def make_clips(folder: Path, n: int, seed: int) -> list[tuple[str, Path]]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--set", default="shipped", help="model set to probe (default: shipped)")
+    ap.add_argument("--weights-dir", default=None,
+                    help="probe the checkpoints, cards and ensemble card in this folder (a candidate set)")
     ap.add_argument("--clips", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="", help="markdown file to write (default: print only)")
     args = ap.parse_args()
-    det = Detector.from_set(args.set, allow_download=False)
+    det = Detector.from_set(args.set, weights_dir=args.weights_dir, allow_download=False)
     with tempfile.TemporaryDirectory() as tmp:
         clips = make_clips(Path(tmp), args.clips, args.seed)
         results = list(det.score_many([(str(p), p) for _, p in clips]))
