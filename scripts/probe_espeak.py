@@ -59,7 +59,8 @@ def main() -> int:
         f"# Unseen generator probe: espeak-ng ({dt.date.today().isoformat()})", "",
         f"`python scripts/probe_espeak.py` scored {len(ok)} espeak-ng clips ({', '.join(PROBE_VOICES)} "
         f"accents, voice variants drawn from {len(PROBE_VARIANTS)}, random speed 135-185 wpm and pitch "
-        f"30-70, two hand-written sentences each) with the **{det.set_name}** set. The shared pool has "
+        f"30-70, two hand-written sentences each) with the **{det.set_name}** set"
+        + (f" from `{args.weights_dir}`" if args.weights_dir else "") + ". The shared pool has "
         "no formant synthesis; `train --espeak` adds espeak-ng clips in other accents, other variants "
         "and other sentences. All clips are fake, so the table gives the share each model catches at "
         "its own threshold, not an EER." + (f" {len(bad)} clips failed to score." if bad else ""), "",
