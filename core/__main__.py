@@ -244,7 +244,8 @@ def format_result(res, det) -> str:
     f = res.facts
     ch = {1: "mono", 2: "stereo"}.get(f.channels, f"{f.channels} ch")
     lines.append(f"  {f.duration_s:.2f} s, {f.original_rate} Hz {ch}, {f.container}/{f.codec}, "
-                 f"peak {f.peak_dbfs:.1f} dBFS, silence {f.silence_ratio:.0%}, set {res.set_name}")
+                 f"peak {f.peak_dbfs:.1f} dBFS, silence {f.silence_ratio:.0%}, "
+                 f"bandwidth {f.bandwidth_hz / 1000:.1f} kHz, set {res.set_name}")
     w = max(8, *(len(n) for n in res.models))
     lines.append(f"  {'model':<{w}}  P(fake)  max    thresh  verdict  windows  weights")
     for name, m in res.models.items():

@@ -36,6 +36,8 @@ SILENCE_REL_DB = 45.0       # ... and so are frames this far below the loudest f
 _RESAMPLE_CONTEXT_S = 0.05  # filter context carried across block edges
 _TC_CHUNK_S = 30.0          # ffmpeg (torchcodec) decodes this many seconds at a time ...
 _TC_MIN_CHUNK_S = 0.25      # ... and down to this much around damage
+BAND_FLOOR = 1e-5            # content "stops" where less than this share of the energy (-50 dB) lies above
+NARROW_BAND_HZ = 6000.0      # a file whose rate allows 8 kHz but whose content stops below this is narrow-band
 MAX_PLAUSIBLE_PEAK = 65536.0  # float samples beyond this (+96 dBFS) are not audio: damaged or random data
 _MIN_RETRY_FRAMES = 1024     # a block that fails to decode is retried in halves down to this
 MAX_BLOCK_SAMPLES = 1 << 22  # native samples (frames x channels) decoded at once: bounds memory
@@ -61,6 +63,7 @@ class AudioFacts:
     analysed_s: float = 0.0
     header_s: float = 0.0       # the duration the file's header promises (0: it does not say)
     truncated: bool = False     # decoding stopped at damage, or the data ends before the header says
+    bandwidth_hz: float = 0.0   # where the content stops, at 16 kHz (0: silent, nothing to measure)
 
     @property
     def lossy(self) -> bool:
@@ -72,6 +75,10 @@ class AudioFacts:
         if self.original_rate < 16_000:
             out.append(f"Low sample rate ({self.original_rate} Hz): no content above "
                        f"{self.original_rate // 2} Hz, which detectors can mistake for a cue.")
+        elif 0 < self.bandwidth_hz < NARROW_BAND_HZ:
+            out.append(f"Narrow band: almost no content above {self.bandwidth_hz / 1000:.1f} kHz although the "
+                       f"file's rate allows 8 kHz (telephone audio or an upsampled recording); detectors can "
+                       "mistake the missing band for a cue, and call real narrow-band speech fake.")
         if self.lossy:
             out.append(f"Lossy codec ({self.codec}): compression removes detail that detectors use.")
         if self.clipped_fraction > 0.001:
@@ -110,6 +117,7 @@ class _FactsAccumulator:
     nonfinite: int = 0
     frame_db: list = field(default_factory=list)
     mono_samples: int = 0
+    power: np.ndarray = field(default_factory=lambda: np.zeros(SILENCE_FRAME // 2 + 1))
     _tail: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
     def add_native(self, block: np.ndarray) -> np.ndarray:
@@ -134,6 +142,7 @@ class _FactsAccumulator:
             frames = x[: n * SILENCE_FRAME].reshape(n, SILENCE_FRAME).astype(np.float64)
             rms = np.sqrt((frames**2).mean(axis=1))
             self.frame_db.append((20 * np.log10(np.maximum(rms, 1e-10))).astype(np.float32))
+            self.power += (np.abs(np.fft.rfft(frames * np.hanning(SILENCE_FRAME), axis=1)) ** 2).sum(axis=0)
         self._tail = x[n * SILENCE_FRAME:].copy()
 
     def finish(self, facts: AudioFacts) -> AudioFacts:
@@ -142,6 +151,7 @@ class _FactsAccumulator:
         facts.clipped_fraction = self.clipped / self.native_samples if self.native_samples else 0.0
         facts.dc_offset = self.sum_ / self.native_samples if self.native_samples else 0.0
         facts.nonfinite_samples = self.nonfinite
+        facts.bandwidth_hz = effective_bandwidth(self.power)
         db = np.concatenate(self.frame_db) if self.frame_db else np.zeros(0, np.float32)
         if len(db):
             limit = max(SILENCE_ABS_DB, float(db.max()) - SILENCE_REL_DB)
@@ -149,6 +159,21 @@ class _FactsAccumulator:
         else:
             facts.silence_ratio = 1.0 if self.peak == 0 else 0.0
         return facts
+
+
+def effective_bandwidth(power: np.ndarray) -> float:
+    """The frequency (Hz, at 16 kHz) above which less than BAND_FLOOR of the energy lies.
+
+    Why: a telephone call saved at 44.1 kHz has no low-rate header to warn about, yet the
+    detectors see it exactly as an 8 kHz file. On the shared pool this measure puts every
+    16 kHz-and-up clip at 7.1-8 kHz and every 8 kHz digit clip at 3.7-4.9 kHz (resampler skirt).
+    `power` is the summed power spectrum of 20 ms frames (bins of 50 Hz); 0.0 when silent."""
+    total = float(power.sum())
+    if total <= 0:
+        return 0.0
+    above = np.cumsum(power[::-1])[::-1] / total   # share of the energy at and above each bin
+    quiet = np.flatnonzero(above < BAND_FLOOR)
+    return float(quiet[0]) * TARGET_SR / SILENCE_FRAME if len(quiet) else TARGET_SR / 2
 
 
 def _to_mono(block: np.ndarray) -> np.ndarray:

@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a", ".aac", ".oga", ".wave", ".aif", ".aiff"}
 FACT_COLUMNS = ["duration_s", "original_rate", "channels", "container", "codec", "peak_dbfs",
-                "clipped_fraction", "silence_ratio"]
+                "clipped_fraction", "silence_ratio", "bandwidth_hz"]
 
 
 def csv_columns(model_names: Iterable[str]) -> list[str]:
@@ -56,7 +56,8 @@ def result_to_row(res: FileResult, model_names: Iterable[str]) -> dict:
         row.update(duration_s=round(f.duration_s, 3), original_rate=f.original_rate, channels=f.channels,
                    container=f.container, codec=f.codec,
                    peak_dbfs=round(f.peak_dbfs, 2) if f.peak_dbfs != float("-inf") else "-inf",
-                   clipped_fraction=round(f.clipped_fraction, 6), silence_ratio=round(f.silence_ratio, 4))
+                   clipped_fraction=round(f.clipped_fraction, 6), silence_ratio=round(f.silence_ratio, 4),
+                   bandwidth_hz=round(f.bandwidth_hz))
         # the same cautions the Analyze page shows (low rate, lossy, clipped, cut off, ...), one cell
         row["warnings"] = " | ".join(w.replace("\n", " ") for w in f.warnings())
     errors = [res.error] if res.error else []

@@ -269,7 +269,9 @@ def write_card(name: str, out_dir: Path, model: torch.nn.Module, summary: dict, 
             "excluded": args.exclude or [],
         },
         "augmentation": (f"random 3 s crops (short clips tiled); with probabilities scaled by {args.aug_strength}: "
-                         "head/tail silence (.3), band-limit via 8/11.025/12 kHz (.3), noise 10-45 dB SNR (.3), "
+                         "head/tail silence (.3), band-limit via 8/11.025/12 kHz ("
+                         + (f"{args.band_limit}, not scaled" if getattr(args, "band_limit", None) is not None
+                            else ".3") + "), noise 10-45 dB SNR (.3), "
                          "mp3/opus/vorbis round-trip (.35); gain -30..-0.5 dBFS peak (.8); SpecAugment masks (.5); "
                          f"both classes alike; {args.variants} views per clip"),
         "training": {"epochs": args.final_epochs or args.epochs, "validation_fold_epochs": args.epochs,
@@ -305,6 +307,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variants", type=int, default=6, help="augmented views per clip in the feature bank")
     p.add_argument("--aug-strength", type=float, default=0.4,
                    help="scales the probability of each augmentation (1.0: silence/band-limit/noise .3, codec .35)")
+    p.add_argument("--band-limit", type=float, default=None, metavar="P",
+                   help="probability of the band-limit step (through 8/11.025/12 kHz, both classes alike), "
+                        "instead of 0.3 x --aug-strength")
     p.add_argument("--folds", choices=["loso", "none"], default="loso",
                    help="leave-one-group-out validation (groups = source repo/speaker/folder), or none")
     p.add_argument("--no-griffin-lim", dest="griffin_lim", action="store_false",

@@ -100,7 +100,8 @@ def merge(a: Pool, b: Pool) -> Pool:
                 a.names + b.names, a.origin + b.origin, a.meta + b.meta)
 
 
-def build_bank(pool: Pool, fe: FrontEnd, variants: int, seed: int, quiet: bool = False, strength: float = 1.0):
+def build_bank(pool: Pool, fe: FrontEnd, variants: int, seed: int, quiet: bool = False, strength: float = 1.0,
+               band_limit_p: float | None = None):
     """`variants` augmented views per clip as float16 features of `fe`:
     (feats [N, n_mels, frames], clip index [N])."""
     from .augment import augment
@@ -111,7 +112,7 @@ def build_bank(pool: Pool, fe: FrontEnd, variants: int, seed: int, quiet: bool =
     clip = np.repeat(np.arange(len(pool.audio)), variants)
     k = 0
     for i in progress(range(len(pool.audio)), "augment", quiet=quiet):
-        views = np.stack([augment(pool.audio[i], n, rng, strength) for _ in range(variants)])
+        views = np.stack([augment(pool.audio[i], n, rng, strength, band_limit_p) for _ in range(variants)])
         feats[k:k + variants] = fe(torch.from_numpy(views)).half()
         k += variants
     return feats, clip
@@ -146,8 +147,10 @@ def prepare(args, log, front_ends=(LOGMEL64,)) -> tuple[Pool, dict]:
     """The decoded pool and, per front end, its bank of augmented views (cached under --cache).
     Every bank is built from the same seed, so all front ends see the same augmented audio."""
     cache = Path(args.cache) if args.cache else None
+    band_p = getattr(args, "band_limit", None)
     key = (f"{Path(args.data).resolve()}|{args.variants}|{args.seed}|{args.griffin_lim}|{sorted(args.exclude or [])}"
-           f"|{args.aug_strength}|{args.limit}" + (f"|espeak{args.espeak}" if args.espeak else ""))
+           f"|{args.aug_strength}|{args.limit}" + (f"|espeak{args.espeak}" if args.espeak else "")
+           + (f"|band{band_p}" if band_p is not None else ""))
     tag = hashlib.sha256(key.encode()).hexdigest()[:12]
     banks: dict[FrontEnd, tuple] = {}
     if cache and (cache / f"pool_{tag}.pt").is_file():
@@ -169,7 +172,8 @@ def prepare(args, log, front_ends=(LOGMEL64,)) -> tuple[Pool, dict]:
             pool = merge(pool, extra)
         if cache or LOGMEL64 in front_ends:  # the cache file keeps the pool with its log-mel bank
             banks[LOGMEL64] = build_bank(pool, LOGMEL64, args.variants, args.seed, quiet=args.quiet,
-                                         strength=args.aug_strength)
+                                         strength=args.aug_strength,
+                                         band_limit_p=band_p)
         if cache:
             cache.mkdir(parents=True, exist_ok=True)
             torch.save({"pool": pool, "feats": banks[LOGMEL64][0], "clip": banks[LOGMEL64][1]},
@@ -182,7 +186,8 @@ def prepare(args, log, front_ends=(LOGMEL64,)) -> tuple[Pool, dict]:
             banks[fe] = torch.load(path, weights_only=False)
             log(f"loaded cached bank {path}")
             continue
-        banks[fe] = build_bank(pool, fe, args.variants, args.seed, quiet=args.quiet, strength=args.aug_strength)
+        banks[fe] = build_bank(pool, fe, args.variants, args.seed, quiet=args.quiet, strength=args.aug_strength,
+                                         band_limit_p=band_p)
         if path:
             torch.save(banks[fe], path)
     return pool, banks

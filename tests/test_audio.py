@@ -6,6 +6,7 @@ import io
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -320,3 +321,63 @@ def test_m4a_without_ffmpeg_says_what_to_install(make, monkeypatch):
         load_audio(p)
     msg = str(e.value)
     assert "x.m4a" in msg and "ffmpeg" in msg and "install" in msg
+
+
+# ---------------------------------------------------------------------------- narrow-band content
+
+
+def _lowpassed(x: np.ndarray, sr: int, cutoff_hz: float) -> np.ndarray:
+    """Resample down to 2 x cutoff and back: what a telephone chain then an upsampling export does."""
+    low = AF.resample(torch.from_numpy(x), sr, int(2 * cutoff_hz))
+    return AF.resample(low, int(2 * cutoff_hz), sr).numpy().astype(np.float32)
+
+
+def test_narrow_band_content_at_a_full_rate_is_measured_and_flagged(make):
+    """A 44.1 kHz file whose content stops at 4 kHz (an upsampled phone call) has no low-rate header,
+    but the detectors see it as an 8 kHz file: the facts measure where the content stops and warn.
+    The same speech-like signal at full band is not flagged."""
+    sr = 44_100
+    full = speechlike(4.0, sr=sr, seed=3)
+    wide = load_audio(make.write("wide.wav", full, sr, subtype="FLOAT"))
+    narrow = load_audio(make.write("narrow.wav", _lowpassed(full, sr, 4000), sr, subtype="FLOAT"))
+    assert wide.facts.bandwidth_hz > 7000 and narrow.facts.bandwidth_hz < 5000
+    assert narrow.facts.original_rate == sr and wide.facts.original_rate == sr
+    assert [w for w in narrow.facts.warnings() if w.startswith("Narrow band")]
+    assert not [w for w in wide.facts.warnings() if w.startswith("Narrow band")]
+    assert "bandwidth_hz" in narrow.facts.as_dict()
+
+
+def test_narrow_band_is_not_flagged_twice_for_a_low_rate_file(make):
+    """An 8 kHz file already gets the low-rate warning, which says the same thing."""
+    a = load_audio(make.write("tel.wav", speechlike(3.0, sr=8000), 8000))
+    ws = a.facts.warnings()
+    assert any(w.startswith("Low sample rate") for w in ws) and not any(w.startswith("Narrow band") for w in ws)
+    assert 3000 < a.facts.bandwidth_hz < 5000
+
+
+def test_silence_has_no_bandwidth_and_no_narrow_band_warning(make):
+    a = load_audio(make.write("zero.wav", np.zeros(TARGET_SR, np.float32), TARGET_SR))
+    assert a.facts.bandwidth_hz == 0.0 and not any(w.startswith("Narrow band") for w in a.facts.warnings())
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "manifest.csv").is_file(), reason="../shared/data not present")
+def test_narrow_band_separates_the_pools_8k_digits_from_its_full_band_clips(make):
+    """Real recordings: a few full-band clips of each source stay unflagged; the 8 kHz digits,
+    re-saved at 44.1 kHz (so no low-rate header), are flagged."""
+    import csv
+
+    with open(SHARED_DATA / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    picked = {}
+    for r in rows:
+        picked.setdefault((r["source_repo"], r["label"]), []).append(r)
+    for (repo, _), rs in picked.items():
+        for r in rs[:3]:
+            a = load_audio(SHARED_DATA / r["path"])
+            if int(r["sample_rate"]) >= 16_000:
+                assert a.facts.bandwidth_hz > 6500 and not any("Narrow band" in w for w in a.facts.warnings()), r
+            else:   # the digits: upsample and save, as an export would
+                up = AF.resample(torch.from_numpy(a.samples), TARGET_SR, 44_100).numpy()
+                b = load_audio(make.write(f"up_{Path(r['path']).stem}.wav", up, 44_100, subtype="FLOAT"))
+                assert b.facts.original_rate == 44_100 and b.facts.bandwidth_hz < 5000
+                assert any(w.startswith("Narrow band") for w in b.facts.warnings()), r

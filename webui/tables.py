@@ -92,6 +92,7 @@ def facts_rows(res: FileResult) -> list[tuple[str, str]]:
         ("Peak level", f"{f.peak_dbfs:.1f} dBFS" if np.isfinite(f.peak_dbfs) else "silent"),
         ("Clipped samples", f"{f.clipped_fraction:.3%}"),
         ("Silence", f"{f.silence_ratio:.0%} of 20 ms frames"),
+        ("Bandwidth", f"content up to {f.bandwidth_hz / 1000:.1f} kHz (at 16 kHz)" if f.bandwidth_hz else "silent"),
         ("DC offset", f"{f.dc_offset:+.4f}"),
         ("Decoder", f.decoder),
     ]
