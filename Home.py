@@ -47,7 +47,8 @@ def main() -> None:
         "formant speech (espeak-ng) real: they learned neural-vocoder traces, not what natural "
         "speech has (reports/unseen_espeak.md).\n"
         "- Real audio can look fake after heavy processing: low sample rates or narrow-band content "
-        "(a phone call saved at a high rate), lossy codecs, clipping, long silences. Each file's facts and warnings are shown next to its verdict.\n"
+        "(a phone call saved at a high rate), lossy codecs, clipping, long silences. Each file's "
+        "facts and warnings are shown next to its verdict.\n"
         "- The whole file is scored in overlapping windows; the timeline shows *where* it looks fake.\n"
         "- There is no universal threshold: each model card says where its threshold comes from "
         "(usually the equal-error-rate point on a labelled validation set).")
