@@ -33,6 +33,7 @@ CLIP_LEVEL = 0.999          # |x| at or above this counts as a clipped sample
 SILENCE_FRAME = 320         # 20 ms at 16 kHz
 SILENCE_ABS_DB = -50.0      # frames quieter than this are silent ...
 SILENCE_REL_DB = 45.0       # ... and so are frames this far below the loudest frame
+_FRAME_WINDOW = np.hanning(SILENCE_FRAME)  # taper for the power spectrum of those frames
 _RESAMPLE_CONTEXT_S = 0.05  # filter context carried across block edges
 _TC_CHUNK_S = 30.0          # ffmpeg (torchcodec) decodes this many seconds at a time ...
 _TC_MIN_CHUNK_S = 0.25      # ... and down to this much around damage
@@ -142,7 +143,7 @@ class _FactsAccumulator:
             frames = x[: n * SILENCE_FRAME].reshape(n, SILENCE_FRAME).astype(np.float64)
             rms = np.sqrt((frames**2).mean(axis=1))
             self.frame_db.append((20 * np.log10(np.maximum(rms, 1e-10))).astype(np.float32))
-            self.power += (np.abs(np.fft.rfft(frames * np.hanning(SILENCE_FRAME), axis=1)) ** 2).sum(axis=0)
+            self.power += (np.abs(np.fft.rfft(frames * _FRAME_WINDOW, axis=1)) ** 2).sum(axis=0)
         self._tail = x[n * SILENCE_FRAME:].copy()
 
     def finish(self, facts: AudioFacts) -> AudioFacts:

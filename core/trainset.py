@@ -172,8 +172,7 @@ def prepare(args, log, front_ends=(LOGMEL64,)) -> tuple[Pool, dict]:
             pool = merge(pool, extra)
         if cache or LOGMEL64 in front_ends:  # the cache file keeps the pool with its log-mel bank
             banks[LOGMEL64] = build_bank(pool, LOGMEL64, args.variants, args.seed, quiet=args.quiet,
-                                         strength=args.aug_strength,
-                                         band_limit_p=band_p)
+                                         strength=args.aug_strength, band_limit_p=band_p)
         if cache:
             cache.mkdir(parents=True, exist_ok=True)
             torch.save({"pool": pool, "feats": banks[LOGMEL64][0], "clip": banks[LOGMEL64][1]},
@@ -187,7 +186,7 @@ def prepare(args, log, front_ends=(LOGMEL64,)) -> tuple[Pool, dict]:
             log(f"loaded cached bank {path}")
             continue
         banks[fe] = build_bank(pool, fe, args.variants, args.seed, quiet=args.quiet, strength=args.aug_strength,
-                                         band_limit_p=band_p)
+                               band_limit_p=band_p)
         if path:
             torch.save(banks[fe], path)
     return pool, banks

@@ -371,7 +371,7 @@ def test_narrow_band_separates_the_pools_8k_digits_from_its_full_band_clips(make
     picked = {}
     for r in rows:
         picked.setdefault((r["source_repo"], r["label"]), []).append(r)
-    for (repo, _), rs in picked.items():
+    for rs in picked.values():
         for r in rs[:3]:
             a = load_audio(SHARED_DATA / r["path"])
             if int(r["sample_rate"]) >= 16_000:
