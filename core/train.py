@@ -270,7 +270,7 @@ def write_card(name: str, out_dir: Path, model: torch.nn.Module, summary: dict, 
         },
         "augmentation": (f"random 3 s crops (short clips tiled); with probabilities scaled by {args.aug_strength}: "
                          "head/tail silence (.3), band-limit via 8/11.025/12 kHz ("
-                         + (f"{args.band_limit}, not scaled" if getattr(args, "band_limit", None) is not None
+                         + (f"{args.band_limit}, not scaled" if args.band_limit is not None
                             else ".3") + "), noise 10-45 dB SNR (.3), "
                          "mp3/opus/vorbis round-trip (.35); gain -30..-0.5 dBFS peak (.8); SpecAugment masks (.5); "
                          f"both classes alike; {args.variants} views per clip"),

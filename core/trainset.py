@@ -147,7 +147,7 @@ def prepare(args, log, front_ends=(LOGMEL64,)) -> tuple[Pool, dict]:
     """The decoded pool and, per front end, its bank of augmented views (cached under --cache).
     Every bank is built from the same seed, so all front ends see the same augmented audio."""
     cache = Path(args.cache) if args.cache else None
-    band_p = getattr(args, "band_limit", None)
+    band_p = args.band_limit
     key = (f"{Path(args.data).resolve()}|{args.variants}|{args.seed}|{args.griffin_lim}|{sorted(args.exclude or [])}"
            f"|{args.aug_strength}|{args.limit}" + (f"|espeak{args.espeak}" if args.espeak else "")
            + (f"|band{band_p}" if band_p is not None else ""))
