@@ -150,19 +150,28 @@ def train_members(name, feats, clip, labels, train_clips, variants, epochs, seed
 
 
 @torch.no_grad()
-def score_clips(model: torch.nn.Module, windows: list[torch.Tensor]) -> np.ndarray:
-    """Per-clip P(fake) = mean of window P(fake), as the Detector computes it (before calibration)."""
+def window_logits(model: torch.nn.Module, windows: list[torch.Tensor]) -> list[np.ndarray]:
+    """Per clip, the logit of each of its windows."""
     model.eval()
     out = []
     for i in range(0, len(windows), 16):
         chunk = windows[i:i + 16]
         lens = [len(w) for w in chunk]
-        p = torch.sigmoid(model(torch.cat(chunk).float())).numpy()
+        z = model(torch.cat(chunk).float()).numpy()
         k = 0
         for n in lens:
-            out.append(float(p[k:k + n].mean()))
+            out.append(z[k:k + n].astype(np.float32))
             k += n
-    return np.array(out)
+    return out
+
+
+def clip_scores(logits: list[np.ndarray]) -> np.ndarray:
+    """Per-clip P(fake) = mean of window P(fake), as the Detector computes it (before calibration)."""
+    return np.array([float((1.0 / (1.0 + np.exp(-z.astype(np.float64)))).mean()) for z in logits])
+
+
+def score_clips(model: torch.nn.Module, windows: list[torch.Tensor]) -> np.ndarray:
+    return clip_scores(window_logits(model, windows))
 
 
 # ---------------------------------------------------------------- the whole procedure
@@ -186,6 +195,7 @@ def run_family(name: str, args, pool: Pool, feats, clip, log) -> dict:
     is_pool = np.array([o == "pool" for o in pool.origin])
     windows = {i: eval_windows(pool.audio[i], family_front_end(name, args)) for i in np.flatnonzero(is_pool)}
     oof = np.full(len(pool.audio), np.nan)
+    oof_logits: dict[int, np.ndarray] = {}  # clip -> its windows' logits, so replicate runs can be merged
     per_group = {}
     genotypes = {}
     t_start = time.time()
@@ -205,7 +215,9 @@ def run_family(name: str, args, pool: Pool, feats, clip, log) -> dict:
         model = train_members(name, feats, clip, labels, train_clips, args.variants, args.epochs, seed,
                               args.members, card, quiet=args.quiet)
         test_windows = [windows[i] for i in test_clips]
-        p = score_clips(model, test_windows)
+        logits = window_logits(model, test_windows)
+        oof_logits.update(zip(test_clips.tolist(), logits))
+        p = clip_scores(logits)
         oof[test_clips] = p
         members = [score_clips(m, test_windows) for m in model.members] if isinstance(model, SeedAverage) else []
         for gi in fold:
@@ -222,7 +234,7 @@ def run_family(name: str, args, pool: Pool, feats, clip, log) -> dict:
                 + (f"(members alone: {', '.join(f'{e:.3f}' for e in per_group[gi]['member_eers'])}) "
                    if "member_eers" in per_group[gi] else "")
                 + f"({per_group[gi]['n_real']} real, {per_group[gi]['n_fake']} fake) [{time.time() - t_start:.0f}s]")
-    result = {"per_group": per_group, "oof": oof, "genotypes": genotypes}
+    result = {"per_group": per_group, "oof": oof, "oof_logits": oof_logits, "genotypes": genotypes}
     # final model on everything
     card = None
     genotype = None
@@ -296,6 +308,13 @@ def write_card(name: str, out_dir: Path, model: torch.nn.Module, summary: dict, 
     return card
 
 
+def save_window_logits(path: Path, logits: dict[int, np.ndarray]) -> None:
+    """Out-of-fold window logits (clip index, then its windows), for merging replicate runs."""
+    clips = np.array(sorted(logits), dtype=np.int64)
+    np.savez_compressed(path, clips=clips, counts=np.array([len(logits[c]) for c in clips], dtype=np.int64),
+                        logits=np.concatenate([logits[c] for c in clips]) if len(clips) else np.zeros(0, np.float32))
+
+
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="manifest CSV (path,label[,source_repo]), In-the-Wild meta.csv "
                                                  "(file,speaker,label) or a folder with real/ and fake/")
@@ -355,6 +374,7 @@ def train_command(args) -> int:
         res = run_family(name, args, pool, *banks[front_ends[name]], log)
         summary = summarise(name, res, pool)
         np.save(out_dir / f"{name}.oof.npy", res["oof"])
+        save_window_logits(out_dir / f"{name}.oof_logits.npz", res["oof_logits"])
         card = write_card(name, out_dir, res["model"], summary, args, pool, res["genotype"], res["train_seconds"])
         v = card["validation"]
         log(f"{name}: mean LOSO EER {v.get('mean_group_eer')}, pooled EER {v.get('pooled_eer')}, "

@@ -20,7 +20,7 @@ from core.errors import ConfigError, WeightsError
 from core.inference import Detector
 from core.loading import load_set
 from core.models.registry import MODEL_NAMES, get_set
-from core.train import add_evaluate_arguments, add_train_arguments, evaluate_command, train_command
+from core.train import add_evaluate_arguments, add_train_arguments, clip_scores, evaluate_command, train_command
 from core.weights import load_weights
 
 
@@ -88,6 +88,12 @@ def test_train_leave_one_group_out_writes_validation_calibration_and_threshold(t
     # the loaded model uses the card's threshold and says where it came from
     m = load_set("shipped", models="lstm", weights_dir=out).models[0]
     assert m.threshold == pytest.approx(card["threshold"]) and "EER" in m.threshold_source
+    # the out-of-fold window logits are kept and give back the out-of-fold clip scores
+    z = np.load(out / "lstm.oof_logits.npz")
+    oof = np.load(out / "lstm.oof.npy")
+    assert len(z["clips"]) == 60 and z["counts"].sum() == len(z["logits"]) and (z["counts"] >= 1).all()
+    per_clip = np.split(z["logits"], np.cumsum(z["counts"])[:-1])
+    np.testing.assert_allclose(clip_scores(per_clip), oof[z["clips"]], rtol=1e-6)
 
 
 def test_members_are_trained_from_different_seeds_and_averaged(tmp_path):
