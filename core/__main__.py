@@ -1,4 +1,4 @@
-"""Command line: `python -m core score|batch|models|train|evaluate ...`.
+"""Command line: `python -m core score|batch|models|train|evaluate|merge ...`.
 
     python -m core score call.wav other.mp3 --set seed --models resnet,lstm --json
     python -m core batch clips/ --out results.csv
@@ -142,7 +142,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     md.set_defaults(func=cmd_models, set_name=None)
 
     for name, help_text in (("train", "train the project's models on a labelled folder or manifest"),
-                            ("evaluate", "evaluate a model set on labelled audio (EER, ROC, AUC, agreement)")):
+                            ("evaluate", "evaluate a model set on labelled audio (EER, ROC, AUC, agreement)"),
+                            ("merge", "merge training runs that differ only in --seed into one seed average, "
+                                      "with exact out-of-fold validation")):
         tp = sub.add_parser(name, help=help_text, description=help_text + " (implemented in core/train.py).",
                             add_help=True)
         tp.set_defaults(func=_train_entry(name))

@@ -35,6 +35,7 @@ from .metrics import eer, error_rates, roc_auc
 from .models.averaged import SeedAverage
 from .models.darts import SearchedDarts
 from .models.registry import MODEL_NAMES, get_set
+from .oof import clip_scores, group_figures, save_window_logits
 from .trainset import Pool, eval_windows, exclude_spec, family_front_end, limit_items, prepare, progress
 from .validation_report import clean_json, summarise, write_ensemble
 
@@ -165,11 +166,6 @@ def window_logits(model: torch.nn.Module, windows: list[torch.Tensor]) -> list[n
     return out
 
 
-def clip_scores(logits: list[np.ndarray]) -> np.ndarray:
-    """Per-clip P(fake) = mean of window P(fake), as the Detector computes it (before calibration)."""
-    return np.array([float((1.0 / (1.0 + np.exp(-z.astype(np.float64)))).mean()) for z in logits])
-
-
 def score_clips(model: torch.nn.Module, windows: list[torch.Tensor]) -> np.ndarray:
     return clip_scores(window_logits(model, windows))
 
@@ -222,12 +218,9 @@ def run_family(name: str, args, pool: Pool, feats, clip, log) -> dict:
         members = [score_clips(m, test_windows) for m in model.members] if isinstance(model, SeedAverage) else []
         for gi in fold:
             sel = groups[test_clips] == gi
-            y, pg = labels[test_clips][sel], p[sel]
+            y = labels[test_clips][sel]
             both = 0 < y.sum() < len(y)
-            per_group[gi] = {"n_real": int((y == 0).sum()), "n_fake": int(y.sum()),
-                             "eer": eer(y, pg)[0] if both else float("nan"),
-                             "auc": roc_auc(y, pg) if both else float("nan"),
-                             "acc_at_0.5": error_rates(y, pg, 0.5)["accuracy"]}
+            per_group[gi] = group_figures(y, p[sel])
             if members and both:  # each member alone, to show what averaging bought
                 per_group[gi]["member_eers"] = [eer(y, pm[sel])[0] for pm in members]
             log(f"{name} fold {k + 1}/{len(folds)} held-out {gi}: EER {per_group[gi]['eer']:.3f} "
@@ -308,13 +301,6 @@ def write_card(name: str, out_dir: Path, model: torch.nn.Module, summary: dict, 
     return card
 
 
-def save_window_logits(path: Path, logits: dict[int, np.ndarray]) -> None:
-    """Out-of-fold window logits (clip index, then its windows), for merging replicate runs."""
-    clips = np.array(sorted(logits), dtype=np.int64)
-    np.savez_compressed(path, clips=clips, counts=np.array([len(logits[c]) for c in clips], dtype=np.int64),
-                        logits=np.concatenate([logits[c] for c in clips]) if len(clips) else np.zeros(0, np.float32))
-
-
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="manifest CSV (path,label[,source_repo]), In-the-Wild meta.csv "
                                                  "(file,speaker,label) or a folder with real/ and fake/")
@@ -382,6 +368,40 @@ def train_command(args) -> int:
     if args.folds == "loso" and all((out_dir / f"{n}.oof.npy").is_file() for n in MODEL_NAMES):
         ens = write_ensemble(out_dir, pool, Path(args.report) if args.report else None)
         log(f"ensemble: mean LOSO EER {ens['validation']['mean_group_eer']}, threshold {ens['threshold']}")
+    return 0
+
+
+# ---------------------------------------------------------------- merge
+
+
+def add_merge_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", help="output folders of runs that differ only in --seed")
+    p.add_argument("--data", required=True, help="the labelled source the runs were trained on")
+    p.add_argument("--models", default="gnn", help="families to merge (comma-separated)")
+    p.add_argument("--out", required=True, help="where the merged weights and cards go")
+    p.add_argument("--exclude", action="append", metavar="COLUMN=VALUE", help="as given to train (repeatable)")
+    p.add_argument("--report", default=str(REPO / "reports" / "validation.md"),
+                   help="markdown validation report, written once all six families have out-of-fold scores in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def merge_command(args) -> int:
+    """Replicate runs of a family -> one seed average with exact out-of-fold figures (core/merge_runs.py)."""
+    from .merge_runs import merge_runs
+    from .trainset import decode_pool
+
+    out_dir = Path(args.out)
+    pool = decode_pool(read_labelled(args.data, exclude_spec(args.exclude)), quiet=args.quiet)
+    for name in [n.strip() for n in args.models.split(",") if n.strip()]:
+        card = merge_runs(name, [Path(r) for r in args.runs], out_dir, pool)
+        v = card["validation"]
+        print(f"{name}: {card['architecture']['members']} members from seeds {card['training']['seed']}: "
+              f"mean LOSO EER {v.get('mean_group_eer')}, pooled EER {v.get('pooled_eer')}, "
+              f"AUC {v.get('pooled_auc')}, threshold {card['threshold']}", file=sys.stderr)
+    if all((out_dir / f"{n}.oof.npy").is_file() for n in MODEL_NAMES):
+        ens = write_ensemble(out_dir, pool, Path(args.report) if args.report else None)
+        print(f"ensemble: mean LOSO EER {ens['validation']['mean_group_eer']}, threshold {ens['threshold']}",
+              file=sys.stderr)
     return 0
 
 
