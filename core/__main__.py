@@ -145,7 +145,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                             ("evaluate", "evaluate a model set on labelled audio (EER, ROC, AUC, agreement)"),
                             ("merge", "merge training runs that differ only in --seed into one seed average, "
                                       "with exact out-of-fold validation")):
-        tp = sub.add_parser(name, help=help_text, description=help_text + " (implemented in core/train.py).",
+        tp = sub.add_parser(name, help=help_text, description=help_text + " (implemented in core/train.py and the modules it calls).",
                             add_help=True)
         tp.set_defaults(func=_train_entry(name))
         if _wants(argv, name):

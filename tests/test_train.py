@@ -20,6 +20,7 @@ from core.errors import ConfigError, WeightsError
 from core.inference import Detector
 from core.loading import load_set
 from core.models.registry import MODEL_NAMES, get_set
+from core.oof import clip_scores
 from core.train import add_evaluate_arguments, add_train_arguments, evaluate_command, train_command
 from core.weights import load_weights
 
