@@ -105,8 +105,12 @@ def search_darts(feats, clip, labels, groups, train_clips, variants, epochs, see
 
 
 def train_one(name, feats, clip, labels, train_clips, variants, epochs, seed, card=None, quiet=False,
-              log=None) -> torch.nn.Module:
+              log=None, mixup: float = 0.0) -> torch.nn.Module:
+    """One network. `mixup` > 0 blends each batch with a shuffled copy of itself, features and labels
+    alike, by a Beta(mixup, mixup) weight; it draws from its own generator, so the data order and
+    masks stay those of the same seed without mixup."""
     rng = np.random.default_rng(seed)
+    mix_rng = np.random.default_rng([seed, 7])
     torch.manual_seed(seed)
     model = build_model(name, card)
     pw = _pos_weight(labels, train_clips)
@@ -127,8 +131,13 @@ def train_one(name, feats, clip, labels, train_clips, variants, epochs, seed, ca
                 f0 = int(rng.integers(0, x.shape[1] - 8))
                 x[:, :, t0:t0 + int(rng.integers(0, 30))] = 0
                 x[:, f0:f0 + int(rng.integers(0, 8)), :] = 0
-            loss = F.binary_cross_entropy_with_logits(model(x), torch.from_numpy(labels[clip[b]]).float(),
-                                                      pos_weight=pw)
+            target = torch.from_numpy(labels[clip[b]]).float()
+            if mixup > 0:
+                lam = float(mix_rng.beta(mixup, mixup))
+                perm = torch.from_numpy(mix_rng.permutation(len(b)))
+                x = lam * x + (1 - lam) * x[perm]
+                target = lam * target + (1 - lam) * target[perm]
+            loss = F.binary_cross_entropy_with_logits(model(x), target, pos_weight=pw)
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -143,10 +152,10 @@ def train_one(name, feats, clip, labels, train_clips, variants, epochs, seed, ca
 
 
 def train_members(name, feats, clip, labels, train_clips, variants, epochs, seed, members: int = 1, card=None,
-                  quiet=False, log=None) -> torch.nn.Module:
+                  quiet=False, log=None, mixup: float = 0.0) -> torch.nn.Module:
     """`members` networks trained alike from seeds seed, seed + 100, ...; more than one is a SeedAverage."""
     nets = [train_one(name, feats, clip, labels, train_clips, variants, epochs, seed + 100 * j, card, quiet=quiet,
-                      log=log) for j in range(max(1, members))]
+                      log=log, mixup=mixup) for j in range(max(1, members))]
     return nets[0] if len(nets) == 1 else SeedAverage(nets)
 
 
@@ -209,7 +218,7 @@ def run_family(name: str, args, pool: Pool, feats, clip, log) -> dict:
             genotypes[g] = gt
             card = {"architecture": {"genotype": gt}}
         model = train_members(name, feats, clip, labels, train_clips, args.variants, args.epochs, seed,
-                              args.members, card, quiet=args.quiet)
+                              args.members, card, quiet=args.quiet, mixup=args.mixup)
         test_windows = [windows[i] for i in test_clips]
         logits = window_logits(model, test_windows)
         oof_logits.update(zip(test_clips.tolist(), logits))
@@ -236,7 +245,8 @@ def run_family(name: str, args, pool: Pool, feats, clip, log) -> dict:
                                 args.search_epochs, args.seed, quiet=args.quiet)
         card = {"architecture": {"genotype": genotype}}
     model = train_members(name, feats, clip, labels, np.arange(len(pool.audio)), args.variants,
-                          args.final_epochs or args.epochs, args.seed, args.members, card, quiet=args.quiet, log=log)
+                          args.final_epochs or args.epochs, args.seed, args.members, card, quiet=args.quiet, log=log,
+                          mixup=args.mixup)
     result.update(model=model, genotype=genotype, train_seconds=time.time() - t_start)
     return result
 
@@ -278,6 +288,7 @@ def write_card(name: str, out_dir: Path, model: torch.nn.Module, summary: dict, 
                          + (f"{args.band_limit}, not scaled" if args.band_limit is not None
                             else ".3") + "), noise 10-45 dB SNR (.3), "
                          "mp3/opus/vorbis round-trip (.35); gain -30..-0.5 dBFS peak (.8); SpecAugment masks (.5); "
+                         + (f"mixup of batches, Beta({args.mixup}, {args.mixup}); " if args.mixup else "") +
                          f"both classes alike; {args.variants} views per clip"),
         "training": {"epochs": args.final_epochs or args.epochs, "validation_fold_epochs": args.epochs,
                      "batch_size": 32, "optimizer": "AdamW 2e-3, one-cycle",
@@ -328,6 +339,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed (data order, augmentation, init)")
     p.add_argument("--front-end", choices=["logmel64", "loglin64"], default=None,
                    help="train on this front end instead of the registry's (the card records it)")
+    p.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
+                   help="blend each training batch with a shuffled copy of itself (features and labels) by a "
+                        "Beta(ALPHA, ALPHA) weight; 0 = off")
     p.add_argument("--members", type=int, default=1,
                    help="networks per family trained from different seeds and averaged (their mean logit)")
     p.add_argument("--fp16", action="store_true", help="store weights as float16")

@@ -224,3 +224,28 @@ def test_shipped_set_loads_offline_and_scores(tmp_path, make):
     assert max(sizes.values()) <= 12 * 2**20 and sum(sizes.values()) <= 40 * 2**20
     for n, c in cards.items():
         assert c["validation"]["per_group"] and c["calibration"] and c["sha256"], n
+
+
+def test_mixup_changes_training_but_still_learns_and_is_recorded(tmp_path):
+    from core.train import train_one
+
+    fe = get_set("shipped").spec("lstm").front_end
+    g = torch.Generator().manual_seed(0)
+    labels = np.array([0, 1] * 16)
+    feats = torch.randn(32, fe.n_mels, fe.frames, generator=g)
+    feats[labels == 1, :8] += 1.5  # fakes carry energy in the low bands
+    clips = np.arange(32)
+    plain = train_one("lstm", feats, clips, labels, clips, 1, 6, seed=5, quiet=True)
+    mixed = train_one("lstm", feats, clips, labels, clips, 1, 6, seed=5, quiet=True, mixup=0.4)
+    again = train_one("lstm", feats, clips, labels, clips, 1, 6, seed=5, quiet=True, mixup=0.4)
+    with torch.no_grad():
+        z = mixed(feats).numpy()
+        np.testing.assert_array_equal(z, again(feats).numpy())  # reproducible from the seed
+        assert not np.allclose(z, plain(feats).numpy())  # mixup really changed the training
+    assert z[labels == 1].mean() > z[labels == 0].mean()
+    data = _labelled_folder(tmp_path / "data", per_group=4)
+    args = _args(add_train_arguments, [
+        "--data", str(data), "--models", "lstm", "--out", str(tmp_path / "out"), "--epochs", "1", "--variants", "1",
+        "--folds", "none", "--no-griffin-lim", "--cache", "", "--quiet", "--report", "", "--mixup", "0.4"])
+    assert train_command(args) == 0
+    assert "mixup of batches, Beta(0.4, 0.4)" in json.loads((tmp_path / "out" / "lstm.json").read_text())["augmentation"]
