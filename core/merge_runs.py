@@ -1,8 +1,8 @@
 """Replicate training runs of one family merged into one seed average, validated exactly.
 
 Why: the training seed alone can move a family's leave-one-source-out EER by several points
-(README, session 8). Training one configuration with several `--seed`s and shipping their merge
-averages that noise away instead of shipping one draw. Each run keeps its out-of-fold window
+(README, sessions 8-9). Training one configuration with several `--seed`s and shipping their merge
+ships the configuration rather than one lucky or unlucky draw of it. Each run keeps its out-of-fold window
 logits (`<name>.oof_logits.npz`); a SeedAverage outputs the mean logit of its members, so the
 member-weighted mean of the runs' window logits is exactly what the merged model's fold models
 would have scored. Its validation figures, calibration and threshold are therefore measured, not
@@ -68,6 +68,8 @@ def merge_runs(name: str, runs: list[Path], out_dir: Path, pool: Pool) -> dict:
 
     if len(runs) < 2:
         raise ConfigError("merge needs at least two runs")
+    if any(Path(r).resolve() == Path(out_dir).resolve() for r in runs):
+        raise ConfigError(f"--out {out_dir} is one of the runs: the merge would overwrite it")
     cards = [json.loads((r / f"{name}.json").read_text()) for r in runs]
     _check_alike(name, cards, runs)
     members = [_members(c) for c in cards]

@@ -82,6 +82,8 @@ def test_merge_refuses_runs_that_differ_in_more_than_the_seed(two_runs, tmp_path
         _merge(data, [runs[0], other], tmp_path / "out1")
     with pytest.raises(ConfigError, match="share a seed"):
         _merge(data, [runs[0], runs[0]], tmp_path / "out2")
+    with pytest.raises(ConfigError, match="would overwrite"):
+        _merge(data, [runs[0], other], other)
     (other / "lstm.oof_logits.npz").unlink()
     shutil.copy(runs[1] / "lstm.json", other / "lstm.json")
     with pytest.raises(ConfigError, match="oof_logits.npz is missing"):
