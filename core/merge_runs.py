@@ -63,7 +63,7 @@ def merge_runs(name: str, runs: list[Path], out_dir: Path, pool: Pool) -> dict:
     from safetensors.torch import load_file, save_file
 
     from .models.registry import get_set
-    from .validation_report import clean_json, summarise
+    from .validation_report import card_figures, clean_json, summarise
     from .weights import sha256_of
 
     if len(runs) < 2:
@@ -97,8 +97,9 @@ def merge_runs(name: str, runs: list[Path], out_dir: Path, pool: Pool) -> dict:
     summary = summarise(name, {"per_group": per_group, "oof": oof}, pool)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    state = merged_state_dict([load_file(str(r / get_set("shipped").spec(name).checkpoint)) for r in runs], members)
-    path = out_dir / get_set("shipped").spec(name).checkpoint
+    checkpoint = get_set("shipped").spec(name).checkpoint
+    state = merged_state_dict([load_file(str(r / checkpoint)) for r in runs], members)
+    path = out_dir / checkpoint
     save_file(state, str(path))
     np.save(out_dir / f"{name}.oof.npy", oof)
     save_window_logits(out_dir / f"{name}.oof_logits.npz", {c: merged[c].astype(np.float32) for c in clips})
@@ -120,7 +121,7 @@ def merge_runs(name: str, runs: list[Path], out_dir: Path, pool: Pool) -> dict:
     card["validation"] = {
         "protocol": cards[0]["validation"]["protocol"] + "; merged runs: out-of-fold scores from the "
                     "member-weighted mean of the runs' window logits (exactly the merged fold models)",
-        **{k: v for k, v in summary.items() if k not in ("oof_calibrated", "calibration", "threshold")}}
+        **card_figures(summary)}
     card["calibration"] = summary.get("calibration")
     card["threshold"] = summary.get("threshold")
     card["sha256"] = sha256_of(path)

@@ -37,7 +37,7 @@ from .models.darts import SearchedDarts
 from .models.registry import MODEL_NAMES, get_set
 from .oof import clip_scores, group_figures, save_window_logits
 from .trainset import Pool, eval_windows, exclude_spec, family_front_end, limit_items, prepare, progress
-from .validation_report import clean_json, summarise, write_ensemble
+from .validation_report import card_figures, clean_json, summarise, write_ensemble
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -300,7 +300,7 @@ def write_card(name: str, out_dir: Path, model: torch.nn.Module, summary: dict, 
         "validation": {
             "protocol": "leave-one-source-out over the pool's source repositories; whole-clip scoring "
                         "(3 s windows, 50% hop, mean P(fake)); EER per held-out source with both classes",
-            **{k: v for k, v in summary.items() if k not in ("oof_calibrated", "calibration", "threshold")},
+            **card_figures(summary),
         },
         "calibration": summary.get("calibration"),
         "threshold": summary.get("threshold"),

@@ -50,6 +50,12 @@ def summarise(name: str, res: dict, pool: Pool) -> dict:
     return out
 
 
+def card_figures(summary: dict) -> dict:
+    """The part of `summarise`'s result that goes under a card's "validation" (calibration and
+    threshold have their own card fields; the calibrated scores stay out of the card)."""
+    return {k: v for k, v in summary.items() if k not in ("oof_calibrated", "calibration", "threshold")}
+
+
 def clean_json(o):
     if isinstance(o, dict):
         return {str(k): clean_json(v) for k, v in o.items()}
@@ -155,8 +161,7 @@ def refresh_cards(out_dir: Path, pool: Pool, names=MODEL_NAMES) -> None:
         summary = summarise(n, res, pool)
         card["calibration"] = summary.get("calibration")
         card["threshold"] = summary.get("threshold")
-        card["validation"].update({k: v for k, v in summary.items()
-                                   if k not in ("oof_calibrated", "calibration", "threshold")})
+        card["validation"].update(card_figures(summary))
         (out_dir / f"{n}.json").write_text(json.dumps(clean_json(card), indent=2) + "\n")
 
 
