@@ -280,6 +280,7 @@ def write_card(name: str, out_dir: Path, model: torch.nn.Module, summary: dict, 
         "training_data": {
             "source": str(args.data), "clips_per_group": counts,
             "clips": int(sum(is_pool)), "added_fakes_griffin_lim": pool.origin.count("griffinlim"),
+            "added_fakes_source_filter": pool.origin.count("sourcefilter"),
             "added_fakes_espeak_ng": pool.origin.count("espeak"),
             "excluded": args.exclude or [],
         },
@@ -330,6 +331,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="leave-one-group-out validation (groups = source repo/speaker/folder), or none")
     p.add_argument("--no-griffin-lim", dest="griffin_lim", action="store_false",
                    help="do not add Griffin-Lim resynthesised real clips as extra fakes")
+    p.add_argument("--source-filter", type=int, default=0, metavar="N",
+                   help="add N real clips (a seeded draw, first 6 s) rebuilt from pitch and spectral envelope "
+                        "(core/source_filter.py) as extra fakes of their own source; never validated on")
     p.add_argument("--espeak", type=int, default=0, metavar="N",
                    help="add N espeak-ng clips (formant/Klatt synthesis, core/synthetic_speech.py) as extra "
                         "fakes; they train in every fold and are never validated on (needs espeak-ng)")

@@ -2,8 +2,8 @@
 
 Decoding (mono 16 kHz) happens once per run and is cached with the LOGMEL64 bank under
 `--cache`; a bank for another front end is built from the same seed, so every front end sees
-the same augmented audio. Griffin-Lim resynthesis of real clips and espeak-ng speech can add
-labelled fakes; they only ever train, never validate.
+the same augmented audio. Griffin-Lim or source-filter resynthesis of real clips and espeak-ng
+speech can add labelled fakes; they only ever train, never validate.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class Pool:
     labels: np.ndarray
     groups: list[str]
     names: list[str]
-    origin: list[str]          # "pool" | "griffinlim" | "espeak"
+    origin: list[str]          # "pool" | "griffinlim" | "sourcefilter" | "espeak"
     meta: list[dict]
 
 
@@ -83,6 +83,25 @@ def griffin_lim_fakes(pool: Pool, rng: np.random.Generator, max_s: float = 6.0, 
         out.origin.append("griffinlim")
         out.meta.append({"attack_type": "vocoder_resynthesis", "generator": "griffin-lim"})
     out.labels = np.array(lab, int)
+    return out
+
+
+def source_filter_fakes(pool: Pool, n: int, seed: int, max_s: float = 6.0, quiet: bool = False) -> Pool:
+    """n real clips (a seeded draw) rebuilt by core/source_filter.py as fakes of their own group,
+    so a held-out source never trains on its own clips' resyntheses."""
+    from .source_filter import resynthesize
+
+    real = [i for i in range(len(pool.audio)) if pool.labels[i] == 0 and len(pool.audio[i]) >= TARGET_SR // 2]
+    rng = np.random.default_rng([seed, 11])
+    chosen = sorted(rng.choice(len(real), min(n, len(real)), replace=False)) if n > 0 else []
+    out = Pool([], np.ones(len(chosen), int), [], [], [], [])
+    for k in progress(chosen, "source-filter", quiet=quiet):
+        i = real[k]
+        out.audio.append(resynthesize(pool.audio[i][: int(max_s * TARGET_SR)], rng))
+        out.groups.append(pool.groups[i])
+        out.names.append(pool.names[i] + "#sourcefilter")
+        out.origin.append("sourcefilter")
+        out.meta.append({"attack_type": "vocoder_resynthesis", "generator": "source-filter"})
     return out
 
 
@@ -150,7 +169,8 @@ def prepare(args, log, front_ends=(LOGMEL64,)) -> tuple[Pool, dict]:
     band_p = args.band_limit
     key = (f"{Path(args.data).resolve()}|{args.variants}|{args.seed}|{args.griffin_lim}|{sorted(args.exclude or [])}"
            f"|{args.aug_strength}|{args.limit}" + (f"|espeak{args.espeak}" if args.espeak else "")
-           + (f"|band{band_p}" if band_p is not None else ""))
+           + (f"|band{band_p}" if band_p is not None else "")
+           + (f"|sourcefilter{args.source_filter}" if args.source_filter else ""))
     tag = hashlib.sha256(key.encode()).hexdigest()[:12]
     banks: dict[FrontEnd, tuple] = {}
     if cache and (cache / f"pool_{tag}.pt").is_file():
@@ -165,6 +185,10 @@ def prepare(args, log, front_ends=(LOGMEL64,)) -> tuple[Pool, dict]:
         if args.griffin_lim:
             extra = griffin_lim_fakes(pool, np.random.default_rng(args.seed), quiet=args.quiet)
             log(f"added {len(extra.audio)} Griffin-Lim resynthesised fakes")
+            pool = merge(pool, extra)
+        if args.source_filter:
+            extra = source_filter_fakes(pool, args.source_filter, args.seed, quiet=args.quiet)
+            log(f"added {len(extra.audio)} source-filter resynthesised fakes")
             pool = merge(pool, extra)
         if args.espeak:
             extra = espeak_fakes(args.espeak, args.seed, quiet=args.quiet)
