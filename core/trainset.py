@@ -62,28 +62,34 @@ def decode_pool(items: list[Item], quiet: bool = False) -> Pool:
     return Pool(audio, np.array(labels), groups, names, ["pool"] * len(audio), meta)
 
 
+def _long_enough_reals(pool: Pool) -> list[int]:
+    return [i for i in range(len(pool.audio)) if pool.labels[i] == 0 and len(pool.audio[i]) >= TARGET_SR // 2]
+
+
+def _resynthesised(pool: Pool, indices, rebuild, origin: str, generator: str, max_s: float, quiet: bool) -> Pool:
+    """Fakes rebuilt from the first max_s seconds of the given real clips, each in its clip's group."""
+    out = Pool([], np.ones(len(indices), int), [], [], [], [])
+    for i in progress(indices, generator, quiet=quiet):
+        out.audio.append(rebuild(pool.audio[i][: int(max_s * TARGET_SR)]))
+        out.groups.append(pool.groups[i])
+        out.names.append(f"{pool.names[i]}#{origin}")
+        out.origin.append(origin)
+        out.meta.append({"attack_type": "vocoder_resynthesis", "generator": generator})
+    return out
+
+
 def griffin_lim_fakes(pool: Pool, rng: np.random.Generator, max_s: float = 6.0, quiet: bool = False) -> Pool:
     """Vocoder-style fakes: real clips through STFT magnitude -> Griffin-Lim (32 iterations)."""
     import torchaudio
 
     gl = torchaudio.transforms.GriffinLim(n_fft=1024, hop_length=256, n_iter=32, power=1.0)
     spec = torchaudio.transforms.Spectrogram(n_fft=1024, hop_length=256, power=1.0)
-    out = Pool([], np.zeros(0, int), [], [], [], [])
-    lab = []
-    for i in progress([i for i in range(len(pool.audio)) if pool.labels[i] == 0], "griffin-lim", quiet=quiet):
-        x = pool.audio[i][: int(max_s * TARGET_SR)]
-        if len(x) < TARGET_SR // 2:
-            continue
+
+    def rebuild(x: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            y = gl(spec(torch.from_numpy(x))).numpy().astype(np.float32)
-        out.audio.append(y)
-        lab.append(1)
-        out.groups.append(pool.groups[i])
-        out.names.append(pool.names[i] + "#griffinlim")
-        out.origin.append("griffinlim")
-        out.meta.append({"attack_type": "vocoder_resynthesis", "generator": "griffin-lim"})
-    out.labels = np.array(lab, int)
-    return out
+            return gl(spec(torch.from_numpy(x))).numpy().astype(np.float32)
+
+    return _resynthesised(pool, _long_enough_reals(pool), rebuild, "griffinlim", "griffin-lim", max_s, quiet)
 
 
 def source_filter_fakes(pool: Pool, n: int, seed: int, max_s: float = 6.0, quiet: bool = False) -> Pool:
@@ -91,18 +97,11 @@ def source_filter_fakes(pool: Pool, n: int, seed: int, max_s: float = 6.0, quiet
     so a held-out source never trains on its own clips' resyntheses."""
     from .source_filter import resynthesize
 
-    real = [i for i in range(len(pool.audio)) if pool.labels[i] == 0 and len(pool.audio[i]) >= TARGET_SR // 2]
+    real = _long_enough_reals(pool)
     rng = np.random.default_rng([seed, 11])
-    chosen = sorted(rng.choice(len(real), min(n, len(real)), replace=False)) if n > 0 else []
-    out = Pool([], np.ones(len(chosen), int), [], [], [], [])
-    for k in progress(chosen, "source-filter", quiet=quiet):
-        i = real[k]
-        out.audio.append(resynthesize(pool.audio[i][: int(max_s * TARGET_SR)], rng))
-        out.groups.append(pool.groups[i])
-        out.names.append(pool.names[i] + "#sourcefilter")
-        out.origin.append("sourcefilter")
-        out.meta.append({"attack_type": "vocoder_resynthesis", "generator": "source-filter"})
-    return out
+    chosen = [real[k] for k in sorted(rng.choice(len(real), min(n, len(real)), replace=False))] if n > 0 else []
+    return _resynthesised(pool, chosen, lambda x: resynthesize(x, rng), "sourcefilter", "source-filter",
+                          max_s, quiet)
 
 
 def espeak_fakes(n: int, seed: int, quiet: bool = False) -> Pool:
