@@ -27,8 +27,7 @@ def _frames(x: np.ndarray, size: int, hop: int) -> np.ndarray:
     """Centred frames [n_frames, size], as torch.stft(center=True) would cut them."""
     pad = np.pad(x, (size // 2, size // 2))
     n = 1 + len(x) // hop
-    idx = np.arange(size)[None, :] + hop * np.arange(n)[:, None]
-    return pad[np.minimum(idx, len(pad) - 1)]
+    return pad[np.arange(size)[None, :] + hop * np.arange(n)[:, None]]   # the last frame ends at len(pad)
 
 
 def pitch_track(x: np.ndarray, sr: int = SR, hop: int = HOP, threshold: float = 0.45) -> np.ndarray:
@@ -89,9 +88,7 @@ def resynthesize(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     log_env = spectral_envelope(torch.from_numpy(x), window)
     exc = torch.from_numpy(excitation(pitch_track(x), len(x), rng))
     spec = torch.stft(exc, N_FFT, HOP, window=window, return_complex=True)
-    frames = min(spec.shape[1], log_env.shape[1])
-    y = torch.istft(spec[:, :frames] * torch.exp(log_env[:, :frames]), N_FFT, HOP, window=window,
-                    length=len(x)).numpy()
+    y = torch.istft(spec * torch.exp(log_env), N_FFT, HOP, window=window, length=len(x)).numpy()
     rms_in, rms_out = np.sqrt(np.mean(x ** 2)), np.sqrt(np.mean(y ** 2))
     y = y * (rms_in / rms_out if rms_out > 0 else 0.0)
     peak = np.abs(y).max()
