@@ -145,7 +145,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                             ("evaluate", "evaluate a model set on labelled audio (EER, ROC, AUC, agreement)"),
                             ("merge", "merge training runs that differ only in --seed into one seed average, "
                                       "with exact out-of-fold validation")):
-        tp = sub.add_parser(name, help=help_text, description=help_text + " (implemented in core/train.py and the modules it calls).",
+        tp = sub.add_parser(name, help=help_text, description=help_text + " (implemented in core/training/train.py and the modules it calls).",
                             add_help=True)
         tp.set_defaults(func=_train_entry(name))
         if _wants(argv, name):
@@ -154,7 +154,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 
 def _wants(argv: Sequence[str] | None, name: str) -> bool:
-    """Is `name` the sub-command of this command line? (core.train is imported only then.)"""
+    """Is `name` the sub-command of this command line? (core.training is imported only then.)"""
     args = list(sys.argv[1:] if argv is None else argv)
     first = next((a for a in args if not a.startswith("-")), None)
     return first == name
@@ -165,12 +165,12 @@ def _train_module():
 
     pkg = __package__ or "core"
     try:
-        train = importlib.import_module(f"{pkg}.train")
+        train = importlib.import_module(f"{pkg}.training.train")
     except ModuleNotFoundError as e:
-        if e.name == f"{pkg}.train":
+        if e.name in (f"{pkg}.training", f"{pkg}.training.train"):
             raise DetectorError("training and evaluation are not available in this checkout "
-                                "(core/train.py is missing)") from None
-        raise DetectorError(f"core/train.py needs a package that is not installed: {e.name} "
+                                "(core/training/train.py is missing)") from None
+        raise DetectorError(f"core/training/train.py needs a package that is not installed: {e.name} "
                             "(pip install -r requirements-dev.txt)") from None
     return train
 
@@ -191,7 +191,7 @@ def _train_entry(name: str):
         mod = _train_module()
         fn = getattr(mod, f"{name}_command", None)
         if fn is None:
-            raise DetectorError(f"core/train.py has no {name}_command()")
+            raise DetectorError(f"core/training/train.py has no {name}_command()")
         return int(fn(args) or 0)
     return run
 

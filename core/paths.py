@@ -2,8 +2,8 @@
 
 The operator sets the root with `$DEEPFAKE_DATA_ROOT` (or `data_root` in
 `.streamlit/secrets.toml`, read by the page and passed in). A relative path typed by a user
-is resolved against the root with symlinks followed; `..`, absolute paths and symlinks
-pointing outside the root are refused.
+is resolved against the root with symlinks followed; an absolute path is accepted when it lies
+under the root. `..` and paths or symlinks that lead outside the root are refused.
 """
 
 from __future__ import annotations
@@ -34,13 +34,17 @@ def resolve_under_root(root: str | os.PathLike, rel: str | os.PathLike = "") -> 
     rel_s = os.fspath(rel).strip()
     if "\x00" in rel_s:
         raise ConfigError(f"{rel_s!r}: a path cannot contain a NUL character")
-    if rel_s.startswith(("/", "\\", "~")) or (len(rel_s) > 1 and rel_s[1] == ":"):
-        raise ConfigError(f"{rel_s!r}: give a path relative to the data root {root_p}, not an absolute one")
+    if rel_s.startswith("\\") or (len(rel_s) > 1 and rel_s[1] == ":"):
+        raise ConfigError(f"{rel_s!r}: not a path on this server; give a folder under the data root {root_p}")
     if ".." in Path(rel_s).parts:
         raise ConfigError(f"{rel_s!r}: '..' is not allowed; paths must stay inside {root_p}")
+    absolute = rel_s.startswith(("/", "~"))
     try:
-        target = (root_p / rel_s).resolve()
+        target = (Path(rel_s).expanduser() if absolute else root_p / rel_s).resolve()
         if target != root_p and root_p not in target.parents:
+            if absolute:
+                raise ConfigError(f"{rel_s!r} is outside the data root {root_p}; only folders under it "
+                                  "can be scored")
             raise ConfigError(f"{rel_s!r} leads outside the data root {root_p} (through a symlink)")
         exists = target.exists()
     except (OSError, RuntimeError) as e:  # a symlink loop (RuntimeError before Python 3.13), a name too long

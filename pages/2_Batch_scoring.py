@@ -43,10 +43,10 @@ def choose_files() -> tuple[list, str, tuple]:
     if root is None:
         st.info(why)
         return [], "", ()
-    st.markdown(f"Server data root: `{root}` — paths are relative to it; nothing outside it can be read.")
+    st.markdown(f"Server data root: `{root}` — give a path relative to it, or an absolute path under it; nothing outside it can be read.")
     rel = st.text_input("Folder or file under the root", key="batch_folder", placeholder=". (everything)",
-                        help="For example clips/ or clips/real/one.wav. '..', absolute paths and "
-                             "links that lead outside the root are refused.")
+                        help=f"For example clips/, clips/real/one.wav or {root}/clips. '..' and paths "
+                             "or links that lead outside the root are refused.")
     try:
         paths = keep_under_root(root, list_folder(str(root), rel or "."))  # links may have changed since
     except ConfigError as e:

@@ -22,8 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.datasets import read_labelled  # noqa: E402
-from core.trainset import exclude_spec  # noqa: E402
+from core.training.datasets import read_labelled  # noqa: E402
+from core.training.trainset import exclude_spec  # noqa: E402
 
 
 def cell_rows(items, oof: np.ndarray, decoded: int) -> list[dict]:

@@ -1,7 +1,7 @@
 """Probe a model set with espeak-ng speech in voices, variants and sentences that training never used.
 
 The pool has no formant synthesis at all; `train --espeak N` adds espeak-ng clips from
-core/synthetic_speech.py's TRAIN_* lists, and this probe draws from its PROBE_* lists and
+core/training/synthetic_speech.py's TRAIN_* lists, and this probe draws from its PROBE_* lists and
 its own hand-written sentences. Every clip is fake, so this measures only how many each model
 catches at its own threshold, not an EER. Writes a markdown table.
 
@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.inference import Detector  # noqa: E402
-from core.synthetic_speech import PROBE_SENTENCES, PROBE_VARIANTS, PROBE_VOICES, write_speech  # noqa: E402
+from core.training.synthetic_speech import PROBE_SENTENCES, PROBE_VARIANTS, PROBE_VOICES, write_speech  # noqa: E402
 
 
 def make_clips(folder: Path, n: int, seed: int) -> list[tuple[str, Path]]:

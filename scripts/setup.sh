@@ -25,7 +25,9 @@ fi
 
 PY=${PYTHON:-python3}
 [[ -x .venv/bin/python ]] || "$PY" -m venv .venv
-stamp=.venv/.installed-$( (cat requirements.txt; [[ $DEV == 1 ]] && cat requirements-dev.txt requirements-ray.txt) | sha256sum | cut -c1-16)
+reqs=(requirements.txt); [[ $DEV == 1 ]] && reqs+=(requirements-dev.txt requirements-ray.txt)
+# (an `a && b` whose `a` fails ends a `set -e` script when it is the last command of a subshell)
+stamp=.venv/.installed-$(cat "${reqs[@]}" | sha256sum | cut -c1-16)
 if [[ ! -f $stamp ]]; then
   .venv/bin/pip install -q --upgrade pip >/dev/null
   if [[ $DEV == 1 ]]; then

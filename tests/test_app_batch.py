@@ -140,12 +140,15 @@ def test_folder_under_the_root_only(app_env, engine, tmp_path, monkeypatch, medi
     at.radio(key="batch_source").set_value("folder").run()
     no_exception(at)
     assert any(str(root.resolve()) in m.value for m in at.markdown)
-    for bad, why in (("../outside", "'..' is not allowed"), (str(outside), "not an absolute one"),
+    for bad, why in (("../outside", "'..' is not allowed"), (str(outside), "is outside the data root"),
                      ("escape", "leads outside the data root")):
         at.text_input(key="batch_folder").input(bad).run()
         no_exception(at)
         assert any(why in e.value for e in at.error), (bad, [e.value for e in at.error])
         assert at.button(key="batch_run").disabled
+    at.text_input(key="batch_folder").input(str(root / "fake")).run()   # absolute, under the root
+    no_exception(at)
+    assert not at.error and at.button(key="batch_run").label == "Score 2 files"
     at.text_input(key="batch_folder").input("").run()
     assert at.button(key="batch_run").label == "Score 3 files"
     at.button(key="batch_run").click().run()

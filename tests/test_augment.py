@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from core.augment import augment
+from core.training.augment import augment
 
 SR = 16_000
 

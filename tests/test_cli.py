@@ -190,10 +190,10 @@ def test_train_and_evaluate_are_wired(capsys):
         out = capsys.readouterr().out
         assert f"python -m core {cmd}" in out
         try:
-            import core.train as train
+            import core.training.train as train
         except ModuleNotFoundError:
             continue
-        # the options come from core.train itself
+        # the options come from core.training.train itself
         probe = __import__("argparse").ArgumentParser()
         getattr(train, f"add_{cmd}_arguments")(probe)
         for action in probe._actions:
@@ -207,14 +207,14 @@ def test_train_missing_module_is_a_clean_error(monkeypatch, capsys):
     real = importlib.import_module
 
     def fake(name, *a, **k):
-        if name == "core.train":
-            raise ModuleNotFoundError("No module named 'core.train'", name="core.train")
+        if name == "core.training.train":
+            raise ModuleNotFoundError("No module named 'core.training.train'", name="core.training.train")
         return real(name, *a, **k)
 
     monkeypatch.setattr(importlib, "import_module", fake)
     assert main(["evaluate"]) == 2
     err = capsys.readouterr().err
-    assert "core/train.py is missing" in err and "Traceback" not in err
+    assert "core/training/train.py is missing" in err and "Traceback" not in err
 
 
 # ---------------------------------------------------------------------------- models

@@ -12,8 +12,8 @@ import torch
 from conftest import speechlike
 from core.errors import ConfigError
 from core.loading import load_set
-from core.oof import clip_scores, read_window_logits
-from core.train import add_merge_arguments, add_train_arguments, merge_command, train_command
+from core.training.oof import clip_scores, read_window_logits
+from core.training.train import add_merge_arguments, add_train_arguments, merge_command, train_command
 from test_train import _args, _labelled_folder
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from core.datasets import Item
+from core.training.datasets import Item
 
 spec = importlib.util.spec_from_file_location("oof_by_generator", REPO / "scripts" / "oof_by_generator.py")
 obg = importlib.util.module_from_spec(spec)

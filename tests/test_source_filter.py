@@ -10,9 +10,9 @@ import pytest
 import torch
 import torchaudio.functional as AF
 
-from core.source_filter import SR, pitch_track, resynthesize
-from core.train import add_train_arguments, train_command
-from core.trainset import Pool, source_filter_fakes
+from core.training.source_filter import SR, pitch_track, resynthesize
+from core.training.train import add_train_arguments, train_command
+from core.training.trainset import Pool, source_filter_fakes
 from test_train import _labelled_folder
 
 

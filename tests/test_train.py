@@ -15,13 +15,13 @@ import soundfile as sf
 import torch
 
 from conftest import REPO, SHARED_DATA, noise, python_env, speechlike, tone
-from core.datasets import read_labelled
+from core.training.datasets import read_labelled
 from core.errors import ConfigError, WeightsError
 from core.inference import Detector
 from core.loading import load_set
 from core.models.registry import MODEL_NAMES, get_set
-from core.oof import clip_scores
-from core.train import add_evaluate_arguments, add_train_arguments, evaluate_command, train_command
+from core.training.oof import clip_scores
+from core.training.train import add_evaluate_arguments, add_train_arguments, evaluate_command, train_command
 from core.weights import load_weights
 
 
@@ -151,9 +151,9 @@ def test_espeak_fakes_train_in_every_fold_and_are_never_validated(tmp_path, espe
 
 
 def test_espeak_training_clips_are_labelled_fakes_apart_from_the_probe(espeak_wav):
-    from core.synthetic_speech import (PROBE_SENTENCES, PROBE_VARIANTS, PROBE_VOICES, TRAIN_VARIANTS,
+    from core.training.synthetic_speech import (PROBE_SENTENCES, PROBE_VARIANTS, PROBE_VOICES, TRAIN_VARIANTS,
                                        TRAIN_VOICES, training_sentence)
-    from core.trainset import espeak_fakes
+    from core.training.trainset import espeak_fakes
 
     pool = espeak_fakes(3, seed=5, quiet=True)
     assert list(pool.labels) == [1, 1, 1] and set(pool.groups) == {"espeak-ng"} and set(pool.origin) == {"espeak"}
@@ -227,7 +227,7 @@ def test_shipped_set_loads_offline_and_scores(tmp_path, make):
 
 
 def test_mixup_changes_training_but_still_learns_and_is_recorded(tmp_path):
-    from core.train import train_one
+    from core.training.train import train_one
 
     fe = get_set("shipped").spec("lstm").front_end
     g = torch.Generator().manual_seed(0)

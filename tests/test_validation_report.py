@@ -1,4 +1,4 @@
-"""core/validation_report.py: the ensemble's candidate rules and their nested, leave-one-source-out choice."""
+"""core/training/validation_report.py: the ensemble's candidate rules and their nested, leave-one-source-out choice."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from core.metrics import eer
-from core.validation_report import ENSEMBLE_RULES, leave_one_group_out, nested_ensemble, select_rule
+from core.training.validation_report import ENSEMBLE_RULES, leave_one_group_out, nested_ensemble, select_rule
 
 NAMES = ["strong_a", "strong_b", "weak", "noise_a", "noise_b", "flipped"]
 

@@ -15,7 +15,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from .audio import TARGET_SR
+from ..audio import TARGET_SR
 
 
 def random_crop(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import eer, error_rates, fit_platt, roc_auc
-from .models.registry import MODEL_NAMES
+from ..metrics import eer, error_rates, fit_platt, roc_auc
+from ..models.registry import MODEL_NAMES
 from .trainset import Pool
 
 

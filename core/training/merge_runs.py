@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .oof import clip_scores, group_figures, read_window_logits, save_window_logits
 from .trainset import Pool
 
@@ -62,9 +62,9 @@ def merge_runs(name: str, runs: list[Path], out_dir: Path, pool: Pool) -> dict:
     """Write `<name>.safetensors`, its card, `.oof.npy` and `.oof_logits.npz` for the merge into out_dir."""
     from safetensors.torch import load_file, save_file
 
-    from .models.registry import get_set
+    from ..models.registry import get_set
     from .validation_report import card_figures, clean_json, summarise
-    from .weights import sha256_of
+    from ..weights import sha256_of
 
     if len(runs) < 2:
         raise ConfigError("merge needs at least two runs")

@@ -13,8 +13,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .batch import AUDIO_EXTENSIONS
-from .errors import ConfigError
+from ..batch import AUDIO_EXTENSIONS
+from ..errors import ConfigError
 
 FAKE_LABELS = {"fake", "spoof", "1", "synthetic", "deepfake"}
 REAL_LABELS = {"real", "bona-fide", "bonafide", "bona_fide", "0", "genuine"}

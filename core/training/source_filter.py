@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .audio import TARGET_SR as SR
+from ..audio import TARGET_SR as SR
 
 HOP = 80              # 5 ms frames
 N_FFT = 1024

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import load_audio
-from .errors import ConfigError
+from ..audio import load_audio
+from ..errors import ConfigError
 
 TRAIN_VOICES = ["en-us", "en-gb", "en-gb-x-rp", "en-029", "en-gb-x-gbcwmd"]
 TRAIN_VARIANTS = ["", "m1", "m2", "m3", "m4", "f1", "f2", "f3", "klatt", "klatt2", "whisper", "croak",

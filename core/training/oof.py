@@ -1,7 +1,7 @@
 """Out-of-fold scores: what a validation fold keeps of each held-out clip, and reads back.
 
 Training keeps each clip's window logits as well as its clip score, so that replicate runs can
-later be merged (core/merge_runs.py) and validated exactly.
+later be merged (core/training/merge_runs.py) and validated exactly.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError
-from .metrics import eer, error_rates, roc_auc
+from ..errors import ConfigError
+from ..metrics import eer, error_rates, roc_auc
 
 
 def clip_scores(logits: list[np.ndarray]) -> np.ndarray:

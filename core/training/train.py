@@ -3,7 +3,7 @@
 `python -m core train --data ../shared/data/manifest.csv --out assets/models` does, per family:
   1. decode every clip once (mono 16 kHz) and add extra fakes: Griffin-Lim resynthesis of the
      real clips (labelled fake, kept in the split group of the clip they came from);
-  2. build a bank of augmented 3 s views per clip (core/augment.py: crops, silence, gain,
+  2. build a bank of augmented 3 s views per clip (core/training/augment.py: crops, silence, gain,
      noise, band-limiting, mp3/opus/vorbis round-trips, for both classes), as log-mel features;
   3. leave-one-group-out validation (groups = source repositories for the shared pool): for each
      group, train on the others, score the held-out clips whole-file (3 s windows, 50% hop,
@@ -12,8 +12,8 @@
   5. train the final model on every group and write `<name>.safetensors` + `<name>.json` (card).
 DARTS searches its cell (PC-DARTS, first-order, alternating weight and architecture steps on two
 halves of the training groups) inside every fold and once for the final model.
-Steps 1-2 live in core/trainset.py; the figures, calibration, ensemble card and report of steps
-3-4 in core/validation_report.py.
+Steps 1-2 live in core/training/trainset.py; the figures, calibration, ensemble card and report of steps
+3-4 in core/training/validation_report.py.
 """
 
 from __future__ import annotations
@@ -31,15 +31,15 @@ import torch
 from torch.nn import functional as F
 
 from .datasets import read_labelled
-from .metrics import eer, error_rates, roc_auc
-from .models.averaged import SeedAverage
-from .models.darts import SearchedDarts
-from .models.registry import MODEL_NAMES, get_set
+from ..metrics import eer, error_rates, roc_auc
+from ..models.averaged import SeedAverage
+from ..models.darts import SearchedDarts
+from ..models.registry import MODEL_NAMES, get_set
 from .oof import clip_scores, group_figures, save_window_logits
 from .trainset import Pool, eval_windows, exclude_spec, family_front_end, limit_items, prepare, progress
 from .validation_report import card_figures, clean_json, summarise, write_ensemble
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------- models
@@ -255,7 +255,7 @@ def write_card(name: str, out_dir: Path, model: torch.nn.Module, summary: dict, 
                genotype, train_seconds: float) -> dict:
     from safetensors.torch import save_file
 
-    from .weights import sha256_of
+    from ..weights import sha256_of
 
     out_dir.mkdir(parents=True, exist_ok=True)
     spec = get_set("shipped").spec(name)
@@ -333,9 +333,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="do not add Griffin-Lim resynthesised real clips as extra fakes")
     p.add_argument("--source-filter", type=int, default=0, metavar="N",
                    help="add N real clips (a seeded draw, first 6 s) rebuilt from pitch and spectral envelope "
-                        "(core/source_filter.py) as extra fakes of their own source; never validated on")
+                        "(core/training/source_filter.py) as extra fakes of their own source; never validated on")
     p.add_argument("--espeak", type=int, default=0, metavar="N",
-                   help="add N espeak-ng clips (formant/Klatt synthesis, core/synthetic_speech.py) as extra "
+                   help="add N espeak-ng clips (formant/Klatt synthesis, core/training/synthetic_speech.py) as extra "
                         "fakes; they train in every fold and are never validated on (needs espeak-ng)")
     p.add_argument("--exclude", action="append", metavar="COLUMN=VALUE",
                    help="drop manifest rows, e.g. attack_type=codec_resynthesis (repeatable)")
@@ -404,7 +404,7 @@ def add_merge_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def merge_command(args) -> int:
-    """Replicate runs of a family -> one seed average with exact out-of-fold figures (core/merge_runs.py)."""
+    """Replicate runs of a family -> one seed average with exact out-of-fold figures (core/training/merge_runs.py)."""
     from .merge_runs import merge_runs
     from .trainset import decode_pool
 
@@ -442,8 +442,8 @@ def evaluate_command(args) -> int:
     """Score a labelled source with a model set; per-group and overall EER/AUC -> markdown report."""
     import pandas as pd
 
-    from .batch import result_to_row
-    from .inference import Detector
+    from ..batch import result_to_row
+    from ..inference import Detector
 
     items = limit_items(read_labelled(args.data, exclude_spec(args.exclude)), args.limit, args.seed)
     det = Detector.from_set(args.set, args.models, args.weights_dir)

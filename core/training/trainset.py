@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .audio import TARGET_SR, load_audio
+from ..audio import TARGET_SR, load_audio
 from .datasets import Item, read_labelled
-from .errors import ConfigError, DetectorError
-from .features import FRONT_ENDS, LOGMEL64, FrontEnd
-from .inference import window_starts
-from .models.registry import get_set
+from ..errors import ConfigError, DetectorError
+from ..features import FRONT_ENDS, LOGMEL64, FrontEnd
+from ..inference import window_starts
+from ..models.registry import get_set
 
 
 def progress(iterable, desc: str, total: int | None = None, quiet: bool = False):
@@ -93,7 +93,7 @@ def griffin_lim_fakes(pool: Pool, rng: np.random.Generator, max_s: float = 6.0, 
 
 
 def source_filter_fakes(pool: Pool, n: int, seed: int, max_s: float = 6.0, quiet: bool = False) -> Pool:
-    """n real clips (a seeded draw) rebuilt by core/source_filter.py as fakes of their own group,
+    """n real clips (a seeded draw) rebuilt by core/training/source_filter.py as fakes of their own group,
     so a held-out source never trains on its own clips' resyntheses."""
     from .source_filter import resynthesize
 
@@ -105,7 +105,7 @@ def source_filter_fakes(pool: Pool, n: int, seed: int, max_s: float = 6.0, quiet
 
 
 def espeak_fakes(n: int, seed: int, quiet: bool = False) -> Pool:
-    """n espeak-ng clips (core/synthetic_speech.py) as fakes of their own group, which no fold holds out."""
+    """n espeak-ng clips (core/training/synthetic_speech.py) as fakes of their own group, which no fold holds out."""
     from .synthetic_speech import training_clips
 
     clips = list(progress(training_clips(n, seed), "espeak-ng", total=n, quiet=quiet))
