@@ -57,8 +57,12 @@ def add_model_options(p: argparse.ArgumentParser, scoring: bool = True) -> None:
                         "(default 0.5 = windows overlap by half; 1 = no overlap, fastest)")
     s.add_argument("--window", type=positive_float, default=None, metavar="SECONDS",
                    help="analysis window length in seconds for every model (default: each model's "
-                        "training crop, e.g. 7.97 s for the seed CNNs/GNN, 2.49 s for seed DARTS/LSTM). "
+                        "training crop, e.g. 8.0 s for the seed CNNs/GNN, 2.5 s for seed DARTS/LSTM). "
                         "Features beyond a model's crop are cut off, so longer windows do not add evidence")
+    s.add_argument("--seed-crop", action="store_true",
+                   help="score only each model's first window (its training crop), normalised over the whole "
+                        "clip: reproduces the seed app's number on any file, but leaves the rest of a long "
+                        "file unscored. Cannot be combined with --window")
     s.add_argument("--batch-size", type=positive_int, default=32, metavar="N",
                    help="windows scored together per model call (default 32); lower it to save memory")
     s.add_argument("--workers", type=positive_int, default=2, metavar="N",
@@ -209,7 +213,8 @@ def make_detector(args: argparse.Namespace):
     det = Detector.from_set(args.set_name, models=args.models, weights_dir=args.weights_dir,
                             allow_download=not args.no_download, revision=args.revision,
                             hop_fraction=args.hop, window_s=args.window, batch_size=args.batch_size,
-                            decode_workers=args.workers, precision=args.precision)
+                            decode_workers=args.workers, precision=args.precision,
+                            seed_crop=getattr(args, "seed_crop", False))
     for name, why in det.loaded.skipped.items():
         print(f"warning: model {name} skipped, scoring without it: {why}", file=sys.stderr)
     return det

@@ -43,8 +43,13 @@ class FrontEnd:
 
     @property
     def window_samples(self) -> int:
-        """Samples that yield exactly `frames` frames with centred STFT frames."""
-        return (self.frames - 1) * self.hop
+        """The most samples that yield exactly `frames` centred STFT frames (1 + n // hop of
+        them): a clip this long or shorter is one window, as the seed scores it."""
+        return self.frames * self.hop - 1
+
+    def frames_of(self, samples: int) -> int:
+        """Centred STFT frames of `samples` samples (before cropping or padding to `frames`)."""
+        return 1 + samples // self.hop
 
     @property
     def window_s(self) -> float:
@@ -120,8 +125,63 @@ def compute(fe: FrontEnd, windows: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.pad(m, (0, fe.frames - t))
 
 
+CLIP_CHUNK_FRAMES = 4096  # frames per STFT chunk in clip_features: bounds its memory on long files
+
+
+@lru_cache(maxsize=None)
+def _uncentred_filterbank(fe: FrontEnd) -> torch.nn.Module:
+    """The front end's filterbank without centring, for chunks cut from an already padded clip."""
+    if fe.scale == "linear":
+        lin = _LinearFilterbank(fe)
+        lin.spec = torchaudio.transforms.Spectrogram(n_fft=fe.n_fft, win_length=fe.win_length, hop_length=fe.hop,
+                                                     power=2.0, center=False)
+        return lin.eval()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="At least one mel filterbank")
+        return torchaudio.transforms.MelSpectrogram(
+            sample_rate=TARGET_SR, n_fft=fe.n_fft, win_length=fe.win_length, hop_length=fe.hop,
+            f_min=fe.f_min, f_max=fe.f_max, n_mels=fe.n_mels, mel_scale=fe.mel_scale, center=False).eval()
+
+
+@torch.no_grad()
+def clip_features(fe: FrontEnd, samples: torch.Tensor) -> torch.Tensor:
+    """`compute(fe, whole_clip)[0]` for a clip of any length: the first `frames` frames, normalised
+    with the statistics of the whole clip (the seed app's way), with the STFT taken in chunks of
+    frames so a long file does not need its whole spectrogram in memory.
+
+    A centred STFT is an uncentred one over the clip reflect-padded by n_fft // 2 on each side,
+    so chunk k's frames come from the padded samples they cover and match the whole-clip ones.
+    """
+    x = samples.float().reshape(-1)
+    if len(x) <= fe.window_samples or len(x) <= fe.n_fft // 2:
+        return compute(fe, x)[0]
+    pad = fe.n_fft // 2
+    padded = torch.nn.functional.pad(x[None, None], (pad, pad), mode="reflect")[0, 0]
+    total = fe.frames_of(len(x))
+    fb = _uncentred_filterbank(fe)
+    heads, kept, s1, s2, count = [], 0, 0.0, 0.0, 0
+    for t0 in range(0, total, CLIP_CHUNK_FRAMES):
+        t1 = min(total, t0 + CLIP_CHUNK_FRAMES)
+        m = fb(padded[t0 * fe.hop: (t1 - 1) * fe.hop + fe.n_fft][None])[0]   # [n_mels, t1 - t0]
+        if fe.log:
+            m = torch.log(m + fe.log_eps)
+        if kept < fe.frames:
+            heads.append(m[:, : fe.frames - kept].clone())
+            kept += heads[-1].shape[-1]
+        m64 = m.double()
+        s1, s2, count = s1 + float(m64.sum()), s2 + float((m64 * m64).sum()), count + m.numel()
+    head = torch.cat(heads, dim=-1)
+    if fe.norm == "clip_z":
+        mean = s1 / count
+        std = ((s2 - s1 * s1 / count) / max(1, count - 1)) ** 0.5   # unbiased, as torch's std
+        head = (head - mean) / (std if std > 0 else 1.0)
+    if head.shape[-1] < fe.frames:
+        head = torch.nn.functional.pad(head, (0, fe.frames - head.shape[-1]))
+    return head.float().contiguous()
+
+
 # The seed's front end A (SENet, ResNet, Res2Net, GNN): MelSpectrogram(16k, 2048, 512, 50 mels),
-# no log, clip z-norm, first 250 frames (about 7.97 s).
+# no log, clip z-norm, first 250 frames (8.0 s: a clip of at most 127,999 samples is one window).
 SEED_A = FrontEnd("seed_mel50", n_fft=2048, hop=512, n_mels=50, frames=250, norm="clip_z",
                   description="seed front end A: power mel (50 bins), per-clip z-norm, 250 frames")
 # The seed's front end B (PC-DARTS, LSTM): MelSpectrogram() defaults, no log, no norm, 200 frames.

@@ -10,6 +10,10 @@ Rules, so the numbers mean one thing everywhere:
   * Windows cover the whole file: starts at 0, hop, 2*hop, ... plus one last window flush
     with the end, so no tail goes unscored. A file shorter than a window is one short window
     (zero-padded features for the seed's front ends, tiled audio for the project's).
+  * A clip whose front end yields at most `frames` frames is one window, scored as the seed
+    scores it. With `seed_crop=True` every file is one window: its first `frames` frames,
+    normalised over the whole clip, which reproduces the seed app's number on any file (and
+    leaves the rest of a long file unscored).
   * A model's file score is the mean of its window P(fake) (also reported: the max, and
     the fraction of windows over threshold).
   * The ensemble's file score is the weighted mean of the models' file scores, with the
@@ -33,7 +37,7 @@ import torch
 from .audio import TARGET_SR, AudioFacts, AudioReader
 from .errors import AudioError, ConfigError, DetectorError
 from .execution import check_precision
-from .features import FrontEnd
+from .features import FrontEnd, clip_features
 from .loading import LoadedModel, LoadedSet, load_set
 
 Progress = Callable[[float, float], None]
@@ -157,13 +161,17 @@ class Detector:
     """
 
     def __init__(self, loaded: LoadedSet, hop_fraction: float = 0.5, window_s: float | None = None,
-                 batch_size: int = 32, decode_workers: int = 2, precision: str = "fp32"):
+                 batch_size: int = 32, decode_workers: int = 2, precision: str = "fp32", seed_crop: bool = False):
         if not loaded.models:
             raise DetectorError("no models selected")
         if not 0 < hop_fraction <= 1:
             raise DetectorError(f"hop fraction must be in (0, 1], got {hop_fraction}")
         if window_s is not None and window_s <= 0:
             raise DetectorError(f"window must be positive, got {window_s}")
+        if seed_crop and window_s is not None:
+            raise ConfigError("a seed crop scores the first window of each front end's own length; "
+                              "it cannot be combined with a window length")
+        self.seed_crop = bool(seed_crop)
         self.loaded = loaded
         self.models = loaded.models
         self.hop_fraction = hop_fraction
@@ -209,7 +217,7 @@ class Detector:
                 "ensemble_threshold_source": self.loaded.ensemble_threshold_source,
                 "ensemble_weights": _weights_text(self._ensemble_weights([m.name for m in self.models]),
                                                   bool(self._card_weights)),
-                "hop_fraction": self.hop_fraction, "precision": self.precision,
+                "hop_fraction": self.hop_fraction, "precision": self.precision, "seed_crop": self.seed_crop,
                 "windows_s": {fe.name: self.window_samples(fe) / TARGET_SR for fe in self.front_ends}}
 
     # -- public scoring -------------------------------------------------------
@@ -264,12 +272,16 @@ class Detector:
                            for fe in self.front_ends}
                 duration_hint = facts.duration_s if facts else 0.0
                 seen = 0
+                whole: list[np.ndarray] = []      # seed crop: the clip-wide statistics need every sample
                 for block in blocks:
                     seen += len(block)
-                    for fe, cut in cutters.items():
-                        for s, e, w in cut.push(block):
-                            pending[fe].append((key, s, e, w))
-                            st.pending_windows += 1
+                    if self.seed_crop:
+                        whole.append(np.array(block, np.float32))
+                    else:
+                        for fe, cut in cutters.items():
+                            for s, e, w in cut.push(block):
+                                pending[fe].append((key, s, e, w))
+                                st.pending_windows += 1
                     flush()  # full batches only: memory stays bounded for long files
                     if seconds_progress:
                         seconds_progress(seen / TARGET_SR, max(duration_hint, seen / TARGET_SR))
@@ -283,11 +295,19 @@ class Detector:
                     raise AudioError(f"{name}: too short to analyse ({seen} sample(s) = {seen / TARGET_SR:.3f} s "
                                      f"at 16 kHz); at least {self.min_samples / TARGET_SR:.2f} s of audio "
                                      "is needed")
-                for fe, cut in cutters.items():
-                    for s, e, w in cut.finish():
-                        pending[fe].append((key, s, e, w))
+                if self.seed_crop:
+                    clip = torch.from_numpy(np.concatenate(whole))
+                    del whole
+                    for fe in self.front_ends:  # precomputed features: [n_mels, frames]
+                        pending[fe].append((key, 0, min(seen, fe.window_samples), clip_features(fe, clip).numpy()))
                         st.pending_windows += 1
-                st.facts.analysed_s = seen / TARGET_SR
+                    st.facts.analysed_s = min(seen, max(fe.window_samples for fe in self.front_ends)) / TARGET_SR
+                else:
+                    for fe, cut in cutters.items():
+                        for s, e, w in cut.finish():
+                            pending[fe].append((key, s, e, w))
+                            st.pending_windows += 1
+                    st.facts.analysed_s = seen / TARGET_SR
             except DetectorError as e:
                 st.error = str(e)
                 drop(key)
@@ -307,15 +327,20 @@ class Detector:
     # -- internals ------------------------------------------------------------
     def _run_batch(self, fe: FrontEnd, batch: list, states: dict[int, _FileState]) -> None:
         by_len: dict[int, list[int]] = defaultdict(list)
-        for i, (_, s, e, w) in enumerate(batch):
-            by_len[len(w)].append(i)
         feats = torch.zeros(len(batch), fe.n_mels, fe.frames)
+        for i, (_, s, e, w) in enumerate(batch):
+            if w.ndim == 2:          # features computed already (seed crop)
+                feats[i] = torch.from_numpy(w)
+            else:
+                by_len[len(w)].append(i)
         try:
             for idx in by_len.values():
                 x = torch.from_numpy(np.stack([batch[i][3] for i in idx]))
                 feats[idx] = fe(x)
         except Exception:  # must not stop a batch: redo window by window, failing only the files at fault
             for i, (key, _, _, w) in enumerate(batch):
+                if w.ndim == 2:
+                    continue
                 try:
                     feats[i] = fe(torch.from_numpy(np.asarray(w))[None])[0]
                 except Exception as e:

@@ -63,15 +63,17 @@ def test_batch_equals_one_by_one():
 
 
 def test_window_geometry():
-    # a window of window_samples yields exactly `frames` centred frames: no pad, no crop
+    # a window of window_samples yields exactly `frames` centred frames (one more sample: one more frame)
     for fe in (SEED_A, SEED_B, LOGMEL64, LOGLIN64):
         x = torch.randn(1, fe.window_samples)
         from core.features import _filterbank
 
         assert _filterbank(fe)(x).shape[-1] == fe.frames
         assert fe.window_s == pytest.approx(fe.window_samples / 16000)
-    assert SEED_A.window_s == pytest.approx(7.968, abs=1e-3)
-    assert SEED_B.window_s == pytest.approx(2.4875, abs=1e-4)
+        assert _filterbank(fe)(torch.randn(1, fe.window_samples + 1)).shape[-1] == fe.frames + 1
+    assert SEED_A.window_samples == 127_999 and SEED_B.window_samples == 39_999
+    assert SEED_A.window_s == pytest.approx(8.0, abs=1e-4)
+    assert SEED_B.window_s == pytest.approx(2.5, abs=1e-4)
 
 
 def test_front_ends_are_hashable_configs():
@@ -101,7 +103,8 @@ def test_zero_std_does_not_divide_by_zero():
 def test_loglin_equals_an_independent_numpy_computation():
     """LOGLIN64 from first principles: centred Hann-400 frames in a 512 FFT, 64 triangles evenly
     spaced over 0-8 kHz, log, whole-window z-norm (unbiased std)."""
-    x = speechlike(3.0, seed=7).astype(np.float64)
+    x = speechlike(LOGLIN64.window_s, seed=7).astype(np.float64)   # one whole window: no tiling
+    assert len(x) == LOGLIN64.window_samples
     xp = np.pad(x, 256, mode="reflect")
     win = np.zeros(512)
     win[56:456] = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(400) / 400)  # periodic Hann, centred

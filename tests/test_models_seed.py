@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+import torchaudio
 from torch import nn
 
 from conftest import speechlike
@@ -368,3 +369,63 @@ def test_senet154_from_folder_matches_timm(tmp_path):
     x = speechlike(3.0, seed=4)
     res = det.score(write_audio(tmp_path / "s.wav", x))
     assert res.models["senet"].p_fake == pytest.approx(reference_p_fake("senet", ref, x), abs=2e-5)
+
+
+# ---------------------------------------------------------------------------- seed windows and the seed crop
+
+
+def _det_for(family: str, tmp_path: Path, **kw) -> tuple[Detector, nn.Module]:
+    ref, sd = reference_and_state(family)
+    folder = tmp_path / f"w_{family}"
+    folder.mkdir(exist_ok=True)
+    torch.save(sd, folder / seed_file(family))
+    return Detector.from_set("seed", models=family, weights_dir=folder, allow_download=False, **kw), ref
+
+
+def _independent_frames(n: int, n_fft: int, hop: int) -> int:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        spec = torchaudio.transforms.Spectrogram(n_fft=n_fft, hop_length=hop)
+    return spec(torch.zeros(n)).shape[-1]
+
+
+@pytest.mark.parametrize("family,n_fft,hop,frames,lengths", [
+    ("gnn", 2048, 512, 250, (127_487, 127_488, 127_999, 128_000)),
+    ("lstm", 400, 200, 200, (39_799, 39_800, 39_999, 40_000)),
+])
+def test_a_clip_is_one_window_exactly_when_the_seed_sees_at_most_its_frames(family, n_fft, hop, frames, lengths,
+                                                                             tmp_path):
+    det, ref = _det_for(family, tmp_path)
+    for n in lengths:
+        x = speechlike(n / SR, seed=n % 97)[:n]
+        assert len(x) == n
+        res = det.score(write_audio(tmp_path / f"{family}_{n}.wav", x))
+        ms = res.models[family]
+        one = _independent_frames(n, n_fft, hop) <= frames
+        assert (len(ms.windows) == 1) == one, (n, len(ms.windows))
+        if one:   # scored exactly as the seed scores the whole clip
+            assert ms.windows[0].end * SR == pytest.approx(n)
+            assert ms.p_fake == pytest.approx(reference_p_fake(family, ref, x), abs=2e-5)
+
+
+@pytest.mark.parametrize("family", ["gnn", "lstm", "darts"])
+def test_seed_crop_reproduces_the_seed_apps_first_window_score(family, tmp_path):
+    x = speechlike(20.0, seed=7)
+    x[int(12 * SR):] *= 3.0          # louder later: the clip-wide normalisation differs from the first window's
+    path = write_audio(tmp_path / f"{family}_20s.wav", x)
+    crop, ref = _det_for(family, tmp_path, seed_crop=True)
+    res = crop.score(path)
+    ms = res.models[family]
+    want = reference_p_fake(family, ref, x)      # the seed's own path over the whole 20 s clip
+    assert len(ms.windows) == 1 and ms.windows[0].start == 0
+    fe = SEED_B if family in ("darts", "lstm") else SEED_A
+    assert ms.windows[0].end == pytest.approx(fe.window_samples / SR)
+    assert ms.p_fake == pytest.approx(want, abs=2e-5)
+    assert res.facts.analysed_s == pytest.approx(fe.window_samples / SR)
+    windowed, _ = _det_for(family, tmp_path)
+    assert len(windowed.score(path).models[family].windows) > 1
+
+
+def test_seed_crop_and_a_window_length_do_not_mix(tmp_path):
+    with pytest.raises(Exception, match="seed crop"):
+        _det_for("gnn", tmp_path, seed_crop=True, window_s=2.0)

@@ -30,6 +30,7 @@ K_MODELS = "dd_models"              # list of model names
 K_THR_MODE = "dd_threshold_mode"    # THR_CARD | THR_CUSTOM
 K_THR = "dd_custom_threshold"       # float in [0, 1]
 K_DOWNLOAD = "dd_allow_download"    # bool: may the seed's checkpoints be downloaded
+K_SEED_CROP = "dd_seed_crop"        # bool: score only the first window, as the seed app does
 K_ANALYZE = "dd_analyze_results"    # {(sha256, selection key): (FileResult | None, error | None)}
 K_HASHES = "dd_upload_hashes"       # {upload file_id: sha256}
 K_LAST_BATCH = "dd_last_batch"      # BatchRun of the batch page (the Compare page reads it)
@@ -64,7 +65,7 @@ def defaults() -> dict:
     wanted = [m.strip() for m in (os.environ.get(ENV_DEFAULT_MODELS) or "").split(",") if m.strip()]
     models = [m for m in MODEL_NAMES if m in wanted] or list(MODEL_NAMES)
     return {K_SET: set_name if set_name in SET_CHOICES else "auto", K_MODELS: models,
-            K_THR_MODE: THR_CARD, K_THR: 0.5}
+            K_THR_MODE: THR_CARD, K_THR: 0.5, K_SEED_CROP: False}
 
 
 def init_state() -> None:
@@ -98,6 +99,7 @@ class Selection:
     allow_download: bool
     threshold_mode: str
     custom_threshold: float
+    seed_crop: bool = False
 
     @property
     def custom(self) -> float | None:
@@ -114,7 +116,7 @@ def current_selection() -> Selection:
     ss = st.session_state
     models = tuple(m for m in MODEL_NAMES if m in ss[K_MODELS])
     return Selection(ss[K_SET], models, weights_dir(), bool(ss[K_DOWNLOAD]) and not _offline(),
-                     ss[K_THR_MODE], float(ss[K_THR]))
+                     ss[K_THR_MODE], float(ss[K_THR]), bool(ss[K_SEED_CROP]) and ss[K_SET] != "shipped")
 
 
 def _copy(widget_key: str, store_key: str) -> None:
@@ -144,6 +146,11 @@ def sidebar() -> Selection:
                disabled=_offline(),
                help="Fetch missing seed checkpoints (about 700 MB) from the Hugging Face Hub into its "
                     "cache. Disabled when HF_HUB_OFFLINE=1.")
+        if st.session_state[K_SET] != "shipped":
+            _bound(st.checkbox, "Seed crop: first window only, as the seed app", K_SEED_CROP,
+                   help="Score only each model's first window (8.0 s for the seed's CNNs and GNN, 2.5 s "
+                        "for DARTS and LSTM), normalised over the whole clip: reproduces the seed app's "
+                        "number on any file, but the rest of a long file is not analysed.")
         st.header("Threshold")
         _bound(st.radio, "Verdict threshold", K_THR_MODE, options=[THR_CARD, THR_CUSTOM],
                format_func=lambda m: THR_LABELS[m],
@@ -177,7 +184,10 @@ def get_detector(sel: Selection) -> tuple[Detector | None, str | None]:
         return None, "No model selected: choose at least one model in the sidebar."
     note = " Downloading missing checkpoints can take minutes." if sel.allow_download else ""
     with st.spinner(f"Loading the models (once per server process).{note}"):
-        return _load_detector(*sel.load_key)
+        det, err = _load_detector(*sel.load_key)
+    if det is not None and sel.seed_crop and det.set_name == "seed":
+        det = Detector(det.loaded, seed_crop=True)   # the same loaded models, one crop per file
+    return det, err
 
 
 def reload_models() -> None:
@@ -209,6 +219,8 @@ def sidebar_status(det: Detector | None, err: str | None, sel: Selection) -> Non
         st.success(f"Active set: **{det.set_name}** ({len(det.models)} models, from {', '.join(sources)})")
         for name, why in det.loaded.skipped.items():
             st.warning(f"**{name}** could not be loaded and is left out of every score: {why}")
+        if det.seed_crop:
+            st.caption("Seed crop: only each model's first window of a file is scored, as the seed app does.")
         if sel.custom is None:
             st.caption(f"Ensemble threshold {det.loaded.ensemble_threshold:.3f} "
                        f"({det.loaded.ensemble_threshold_source}); each model uses its own card's.")
@@ -227,7 +239,8 @@ def page_setup(title: str, icon: str = ":material/graphic_eq:") -> tuple[Selecti
 
 def selection_key(det: Detector, sel: Selection) -> tuple:
     """What a cached score depends on: the resolved set and models and where they came from."""
-    return (det.set_name, tuple(m.name for m in det.models), tuple(m.checkpoint.sha256 for m in det.models))
+    return (det.set_name, tuple(m.name for m in det.models), tuple(m.checkpoint.sha256 for m in det.models),
+            det.seed_crop)
 
 
 # -- uploads and scoring --------------------------------------------------------------------
