@@ -274,6 +274,14 @@ def format_result(res, det) -> str:
         lines.append(f"  thresholds ({src}): {', '.join(items)}")
     if e is not None:
         lines.append(f"  ensemble threshold ({e.threshold_source}): {e.threshold:.3g}")
+    a = res.assessment
+    if a is not None:
+        lines.append(f"  ASSESSMENT: {a.label.upper()} (P(fake) {a.p_fake:.3f}; inconclusive band "
+                     f"[{a.band.low:.2f}, {a.band.high:.2f}): {a.band.source})")
+        for why in a.reasons:
+            lines.append(f"    because {why}")
+        for c in a.cautions:
+            lines.append(f"    caution: {c}")
     for wmsg in res.warnings(det.shortest_window_s):
         lines.append(f"  warning: {wmsg}")
     return "\n".join(lines)

@@ -44,7 +44,8 @@ FACT_COLUMNS = ["duration_s", "original_rate", "channels", "container", "codec",
 def csv_columns(model_names: Iterable[str]) -> list[str]:
     names = list(model_names)
     return (["file", "set"] + FACT_COLUMNS + [f"p_fake_{n}" for n in names]
-            + ["p_fake_ensemble", "threshold_ensemble", "verdict", "warnings", "error"])
+            + ["p_fake_ensemble", "threshold_ensemble", "verdict", "assessment", "band_low", "band_high",
+               "assessment_reasons", "warnings", "error"])
 
 
 def result_to_row(res: FileResult, model_names: Iterable[str]) -> dict:
@@ -73,6 +74,10 @@ def result_to_row(res: FileResult, model_names: Iterable[str]) -> dict:
         row["p_fake_ensemble"] = round(res.ensemble.p_fake, 6)
         row["threshold_ensemble"] = round(res.ensemble.threshold, 6)
         row["verdict"] = res.ensemble.verdict
+    if res.assessment is not None:
+        a = res.assessment
+        row.update(assessment=a.label, band_low=round(a.band.low, 6), band_high=round(a.band.high, 6),
+                   assessment_reasons=" | ".join(a.reasons + a.cautions).replace("\n", " "))
     row["error"] = " | ".join(e.replace("\n", " ").replace("\r", " ") for e in errors)
     return row
 

@@ -34,6 +34,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
+from .assessment import Assessment, assess, cautions_of
 from .audio import TARGET_SR, AudioFacts, AudioReader
 from .errors import AudioError, ConfigError, DetectorError
 from .execution import check_precision
@@ -80,6 +81,7 @@ class FileResult:
     ensemble: ModelScore | None
     set_name: str = ""
     error: str | None = None
+    assessment: Assessment | None = None
 
     def warnings(self, window_s: float | None = None) -> list[str]:
         return self.facts.warnings(window_s) if self.facts else []
@@ -89,10 +91,18 @@ class FileResult:
             "file": self.file, "set": self.set_name,
             "audio": self.facts.as_dict() if self.facts else None,
             "models": {k: v.as_dict() for k, v in self.models.items()},
-            "ensemble": self.ensemble.as_dict() if self.ensemble else None,
+            "ensemble": ({**self.ensemble.as_dict(), **self._assessment_fields()} if self.ensemble else None),
             "warnings": self.warnings(),
             "error": self.error,
         }
+
+
+    def _assessment_fields(self) -> dict:
+        a = self.assessment
+        if a is None:
+            return {"assessment": None, "inconclusive_band": None}
+        return {"assessment": a.label, "inconclusive_band": a.band.as_list(), "band_source": a.band.source,
+                "assessment_reasons": a.reasons, "cautions": a.cautions}
 
 
 def verdict(p: float, threshold: float) -> str:
@@ -390,7 +400,18 @@ class Detector:
             out[m.name] = ModelScore(
                 p_fake=p, verdict=verdict(p, m.threshold), windows=[WindowScore(*w) for w in wins],
                 max_p_fake=float(ps.max()), frac_windows_over=float((ps >= m.threshold).mean()), **base)
-        return FileResult(st.name, st.facts, out, self._ensemble(out), self.set_name)
+        ens = self._ensemble(out)
+        return FileResult(st.name, st.facts, out, ens, self.set_name, assessment=self._assess(ens, out, st.facts))
+
+    def _assess(self, ens: ModelScore, scores: dict[str, ModelScore], facts) -> Assessment | None:
+        """The three-way assessment of the ensemble score (core/assessment.py)."""
+        if ens is None or ens.p_fake is None:
+            return None
+        ok = {n: s for n, s in scores.items() if s.p_fake is not None}
+        weights = self._ensemble_weights(list(ok))
+        weighted = {n: s.p_fake for n, s in ok.items() if weights.get(n, 0) > 0}
+        return assess(ens.p_fake, ens.threshold, ens.threshold_source, self.loaded.band, weighted,
+                      {n: ok[n].threshold for n in weighted}, cautions_of(facts))
 
     @property
     def _card_weights(self) -> dict[str, float]:

@@ -19,10 +19,19 @@ def audio_view(sha256: str, _data: bytes, name: str):
 def show_verdict(res, det) -> None:
     ens = res.ensemble
     thr_src = ens.threshold_source
-    word = tables.verdict_word(ens.verdict)
-    box = st.error if ens.verdict == "fake" else st.success if ens.verdict == "real" else st.warning
+    a = res.assessment
+    word = tables.assessment_word(res)
+    label = a.label if a else ens.verdict
+    box = {"likely fake": st.error, "fake": st.error, "likely real": st.success, "real": st.success}.get(label,
+                                                                                                      st.warning)
+    band = (f" Inconclusive band [{a.band.low:.2f}, {a.band.high:.2f}) ({a.band.source})." if a else "")
     box(f"**{word}** — ensemble P(fake) = **{tables.fmt_p(ens.p_fake)}** "
-        f"(threshold {ens.threshold:.3f}, {thr_src}). Higher = more likely fake.")
+        f"(threshold {ens.threshold:.3f}, {thr_src}). Higher = more likely fake.{band}")
+    if a is not None:
+        for why in a.reasons:
+            st.caption(f"Inconclusive because {why}.")
+        for c in a.cautions:
+            st.warning(f"Caution: {c}")
     c = st.columns(3)
     c[0].metric("Ensemble P(fake)", tables.fmt_p(ens.p_fake),
                 help="Weighted mean of the models' P(fake); the ensemble row of the table below gives the weights.")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from app_helpers import APP_MODELS, arr, find_chart, new_app, no_exception, trace_names, write_clip
+from core.assessment import assess
 from core.errors import AudioError
 from core.inference import Detector
 from core.loading import LoadedModel
@@ -49,8 +50,11 @@ def test_verdict_numbers_and_plots_match_the_engine(app_env, engine, clip12):
 
     ens = exp.ensemble
     box = verdict_box(at)
-    word = "Likely fake" if ens.verdict == "fake" else "Likely real"
-    assert box.startswith(f"**{word}**")
+    a = exp.assessment
+    assert box.startswith(f"**{a.label.capitalize()}**")
+    assert f"Inconclusive band [{a.band.low:.2f}, {a.band.high:.2f})" in box and a.band.source in box
+    captions = [c.value for c in at.caption]
+    assert all(any(why in c for c in captions) for why in a.reasons)
     assert f"ensemble P(fake) = **{ens.p_fake:.3f}**" in box
     assert f"threshold {ens.threshold:.3f}, {ens.threshold_source}" in box
     assert "Higher = more likely fake" in box
@@ -136,13 +140,19 @@ def test_rerun_does_not_rescore_and_progress_is_cleared(app_env, clip12, monkeyp
 def test_custom_threshold_rejudges_every_model(app_env, engine, clip12):
     exp = engine.score(clip12, name="speech.wav")
     p = exp.ensemble.p_fake
-    for thr, word in ((max(0.0, np.floor(p * 100) / 100 - 0.01), "Likely fake"),
-                      (min(1.0, np.ceil(p * 100) / 100 + 0.01), "Likely real")):
+    for thr in (max(0.0, np.floor(p * 100) / 100 - 0.01), min(1.0, np.ceil(p * 100) / 100 + 0.01), 0.01, 0.99):
         at = new_app(PAGE, dd_threshold_mode="custom", dd_custom_threshold=float(thr))
         upload(at, "speech.wav", clip12)
         no_exception(at)
         box = verdict_box(at)
-        assert box.startswith(f"**{word}**") and f"threshold {thr:.3f}, custom value (sidebar)" in box
+        # the same band and rules at the custom threshold: a threshold at the edge of [0, 1] leaves the
+        # band, so the call can only be the threshold's side or inconclusive
+        want = assess(p, float(thr), "custom", exp.assessment.band, None, None, exp.assessment.cautions).label
+        if any("disagree" in r for r in exp.assessment.reasons):
+            want = "inconclusive"
+        assert box.startswith(f"**{want.capitalize()}**") and f"threshold {thr:.3f}, custom value (sidebar)" in box
+        if want != "inconclusive":
+            assert want == ("likely fake" if p >= thr else "likely real")
         table = model_frame(at)
         assert np.allclose(table["threshold"], thr)
         for name, m in exp.models.items():

@@ -21,7 +21,8 @@ import streamlit as st
 
 from core.errors import DetectorError
 from core.inference import Detector, FileResult
-from core.models.registry import MODEL_NAMES
+from core.loading import resolve_set_name
+from core.models.registry import ALL_MODEL_NAMES, get_set
 from core.weights import ENV_WEIGHTS_DIR
 
 # -- keys -----------------------------------------------------------------------------------
@@ -63,7 +64,7 @@ def defaults() -> dict:
     """Sidebar defaults for a new session: auto and all six, unless the operator set others."""
     set_name = (os.environ.get(ENV_DEFAULT_SET) or "auto").strip()
     wanted = [m.strip() for m in (os.environ.get(ENV_DEFAULT_MODELS) or "").split(",") if m.strip()]
-    models = [m for m in MODEL_NAMES if m in wanted] or list(MODEL_NAMES)
+    models = [m for m in ALL_MODEL_NAMES if m in wanted] or list(ALL_MODEL_NAMES)
     return {K_SET: set_name if set_name in SET_CHOICES else "auto", K_MODELS: models,
             K_THR_MODE: THR_CARD, K_THR: 0.5, K_SEED_CROP: False}
 
@@ -114,7 +115,7 @@ class Selection:
 def current_selection() -> Selection:
     init_state()
     ss = st.session_state
-    models = tuple(m for m in MODEL_NAMES if m in ss[K_MODELS])
+    models = tuple(m for m in ALL_MODEL_NAMES if m in ss[K_MODELS])
     return Selection(ss[K_SET], models, weights_dir(), bool(ss[K_DOWNLOAD]) and not _offline(),
                      ss[K_THR_MODE], float(ss[K_THR]), bool(ss[K_SEED_CROP]) and ss[K_SET] != "shipped")
 
@@ -139,7 +140,7 @@ def sidebar() -> Selection:
                format_func=lambda s: SET_LABELS[s],
                help="auto uses the seed's In-the-Wild checkpoints when they are already on disk "
                     "(weights folder or Hugging Face cache), otherwise the set shipped with this project.")
-        _bound(st.multiselect, "Models", K_MODELS, options=list(MODEL_NAMES),
+        _bound(st.multiselect, "Models", K_MODELS, options=list(ALL_MODEL_NAMES),
                help="The ensemble is the weighted mean P(fake) of the selected models: the set's ensemble "
                     "card gives the weights (renormalised over the selection; equal when none applies).")
         _bound(st.checkbox, "Allow downloading the seed's checkpoints", K_DOWNLOAD,
@@ -168,9 +169,15 @@ def sidebar() -> Selection:
 @st.cache_resource(show_spinner=False, max_entries=3)
 def _load_detector(set_choice: str, models: tuple[str, ...], weights: str | None,
                    allow_download: bool) -> tuple[Detector | None, str | None]:
-    """Load once per process. A failure is cached too (retry with `reload_models()`)."""
+    """Load once per process. A failure is cached too (retry with `reload_models()`).
+    Names the resolved set does not have (whisper, for the seed's set) are left out."""
     try:
-        return Detector.from_set(set_choice, models=list(models), weights_dir=weights,
+        in_set = {s.name for s in get_set(resolve_set_name(set_choice, weights)).specs}
+        chosen = [m for m in models if m in in_set]
+        if not chosen:
+            return None, (f"none of the selected models ({', '.join(models)}) is in the "
+                          f"{resolve_set_name(set_choice, weights)} set")
+        return Detector.from_set(set_choice, models=chosen, weights_dir=weights,
                                  allow_download=allow_download), None
     except DetectorError as e:
         return None, str(e)

@@ -19,6 +19,7 @@ import pandas as pd
 
 from core import metrics
 from core.batch import csv_columns, result_to_row
+from core.assessment import INCONCLUSIVE, assess
 from core.inference import FileResult, ModelScore, verdict
 
 ENSEMBLE = "ensemble"
@@ -45,7 +46,14 @@ def apply_threshold(res: FileResult, threshold: float | None, source: str = "cus
         return res
     models = {n: _rethreshold(m, threshold, source) for n, m in res.models.items()}
     ens = _rethreshold(res.ensemble, threshold, source) if res.ensemble is not None else None
-    return replace(res, models=models, ensemble=ens)
+    a = res.assessment
+    if a is not None:   # the same band and rules, judged at the custom threshold
+        weighted = [r for r in a.reasons if "disagree" in r]
+        a = assess(a.p_fake, threshold, source, a.band, None, None, a.cautions)
+        a.reasons += weighted
+        if weighted:
+            a.label = INCONCLUSIVE
+    return replace(res, models=models, ensemble=ens, assessment=a)
 
 
 # -- one file -------------------------------------------------------------------------------
@@ -58,6 +66,11 @@ def fmt_p(p: float | None) -> str:
 
 def verdict_word(v: str | None) -> str:
     return {"fake": "Likely fake", "real": "Likely real"}.get(v or "", "No verdict")
+
+
+def assessment_word(res: FileResult) -> str:
+    """The three-way assessment as the page heads its verdict box."""
+    return res.assessment.label.capitalize() if res.assessment else verdict_word(res.ensemble.verdict)
 
 
 def model_table(res: FileResult, families: dict[str, str] | None = None) -> pd.DataFrame:

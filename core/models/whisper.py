@@ -212,6 +212,71 @@ class WhisperEncoder(nn.Module):
             x = block(x)
         return self.ln_post(x)
 
+    def layer_outputs(self, mel: torch.Tensor) -> list[torch.Tensor]:
+        """Every block's output `[B, T/2, d]`, the last one through the final LayerNorm (as
+        `forward` returns it). Earlier layers keep more of the signal's acoustic detail, which
+        is what a deepfake detector needs; the last is the most linguistic."""
+        x = F.gelu(self.conv1(mel))
+        x = F.gelu(self.conv2(x)).transpose(1, 2)
+        if mel.dim() != 3 or x.shape[1] > self.n_ctx:
+            raise ValueError(f"expected log-mel [batch, {self.n_mels}, <= {2 * self.n_ctx}], got {list(mel.shape)}")
+        x = x + self.positional_embedding[: x.shape[1]]
+        outs = []
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            outs.append(self.ln_post(x) if i == len(self.blocks) - 1 else x)
+        return outs
+
+
+def pooled_layer_stats(layers: list[torch.Tensor], which: tuple[int, ...]) -> torch.Tensor:
+    """Mean and standard deviation over time of the chosen layers' frames, concatenated:
+    `[B, 2 * d * len(which)]`. Layer indices count from 1 (block 1 .. block n)."""
+    parts = []
+    for i in which:
+        h = layers[i - 1]
+        parts += [h.mean(dim=1), h.std(dim=1, unbiased=False)]
+    return torch.cat(parts, dim=-1)
+
+
+class WhisperDetector(nn.Module):
+    """A frozen Whisper encoder and a linear back end over the per-layer mean and standard
+    deviation of its frames (standardised with the training set's statistics): one logit of
+    P(fake) per window.
+
+    The encoder's weights come from the pip package (`bundled_model_path`), not from this
+    model's checkpoint, which holds only the back end: the encoder is kept out of the module's
+    `state_dict` on purpose, so a checkpoint of a few kB cannot replace the encoder's weights."""
+
+    def __init__(self, layers: tuple[int, ...] = (1, 2, 3, 4), encoder: WhisperEncoder | None = None,
+                 d: int = 384):
+        super().__init__()
+        self.layers = tuple(int(i) for i in layers)
+        n = 2 * d * len(self.layers)
+        self.register_buffer("feature_mean", torch.zeros(n))
+        self.register_buffer("feature_std", torch.ones(n))
+        self.head = nn.Linear(n, 1)
+        object.__setattr__(self, "_encoder", encoder)    # not a submodule: see the class docstring
+
+    @property
+    def encoder(self) -> WhisperEncoder:
+        if self._encoder is None:
+            object.__setattr__(self, "_encoder", shared_encoder())
+        return self._encoder
+
+    def _apply(self, fn, recurse=True):   # .to(device) / .float() reach the encoder too
+        if self._encoder is not None:
+            self._encoder._apply(fn)
+        return super()._apply(fn, recurse)
+
+    def features(self, mel: torch.Tensor) -> torch.Tensor:
+        """`[B, 80, frames]` Whisper log-mel -> the back end's input, unstandardised."""
+        with torch.no_grad():
+            return pooled_layer_stats(self.encoder.layer_outputs(mel), self.layers)
+
+    def forward(self, mel: torch.Tensor) -> torch.Tensor:
+        z = (self.features(mel) - self.feature_mean) / self.feature_std
+        return self.head(z).squeeze(-1)
+
 
 # -- CTranslate2 names -> module names -------------------------------------------------------------
 
@@ -292,6 +357,13 @@ def _dims(variables: dict[str, torch.Tensor], path: Path) -> dict:
         raise WeightsError(f"{path}: num_heads {n_heads} does not divide the width {conv1.shape[0]}")
     return {"n_mels": int(conv1.shape[1]), "d": int(conv1.shape[0]), "n_heads": n_heads,
             "n_layers": len(layers), "n_ctx": int(pos.shape[0])}
+
+
+@lru_cache(maxsize=1)
+def shared_encoder() -> WhisperEncoder:
+    """The bundled encoder, loaded once per process and shared by every detector that uses it
+    (it holds no state between calls)."""
+    return load_whisper_encoder()
 
 
 def load_whisper_encoder(path: str | Path | None = None) -> WhisperEncoder:
