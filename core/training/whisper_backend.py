@@ -29,6 +29,7 @@ import torch
 from ..metrics import eer, roc_auc
 from ..models.whisper import WHISPER_LOGMEL80, WhisperDetector, pooled_layer_stats, shared_encoder
 from .augment import augment, random_crop
+from .channel import chain as channel_chain
 from .decoded_pool import read_index
 
 LAYERS = (1, 2, 3, 4)
@@ -46,17 +47,19 @@ def crop_features(crops: np.ndarray, batch: int = 16) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
-def extract(caches: list[str], out: str, crops_per_clip: int = 2, seed: int = 0, split: str = "train") -> None:
-    """Crops of every `split` clip of the caches -> features, labels, groups in one npz.
-    The first crop of each clip is clean, the others pass through the augmentation chain."""
+def training_crops(caches: list[str], crops_per_clip: int = 2, seed: int = 0, split: str = "train",
+                   progress: bool = True, chain: str = "augment", skip_clean: bool = False):
+    """Yield (crop, label, group, clip key) for every `split` clip of the caches, in a fixed order:
+    `crops_per_clip` crops of exactly one window each (short clips tiled), the first clean, the
+    others through the augmentation chain (`augment`: crops, silence, band limits, noise, codecs,
+    gain; `channel`: that, then one to three channel transforms of `channel.chain`). The shortcut
+    audit reads the very same crops. `skip_clean` leaves the clean crops out."""
     from tqdm import tqdm
 
     rng = np.random.default_rng(seed)
     n = WHISPER_LOGMEL80.window_samples
-    feats, labels, groups, keys = [], [], [], []
     clips = [(c, it) for c in caches for it in read_index(c, split)]
-    pending, meta = [], []
-    for cache, it in tqdm(clips, desc="whisper features", unit="clip"):
+    for cache, it in tqdm(clips, desc="crops", unit="clip", disable=not progress):
         x = it.audio(cache)
         if len(x) < 1600:
             continue
@@ -64,8 +67,21 @@ def extract(caches: list[str], out: str, crops_per_clip: int = 2, seed: int = 0,
             crop = random_crop(x, n, rng)
             if k > 0:
                 crop = augment(crop, n, rng)
-            pending.append(np.asarray(crop, np.float32)[:n])
-            meta.append((it.label, f"{Path(cache).name}:{it.group}", it.key))
+                if chain == "channel":
+                    crop = channel_chain(crop, rng)
+            elif skip_clean:
+                continue
+            yield np.asarray(crop, np.float32)[:n], it.label, f"{Path(cache).name}:{it.group}", it.key
+
+
+def extract(caches: list[str], out: str, crops_per_clip: int = 2, seed: int = 0, split: str = "train",
+            chain: str = "augment", skip_clean: bool = False) -> None:
+    """`training_crops` -> pooled encoder features, labels, groups and clip keys in one npz."""
+    feats, pending, meta = [], [], []
+    for crop, label, group, key in training_crops(caches, crops_per_clip, seed, split, chain=chain,
+                                                  skip_clean=skip_clean):
+        pending.append(crop)
+        meta.append((label, group, key))
         if len(pending) >= 64:
             feats.append(crop_features(np.stack(pending)))
             pending = []
@@ -158,12 +174,14 @@ def main(argv=None) -> int:
     e.add_argument("--out", required=True)
     e.add_argument("--crops", type=int, default=2)
     e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--chain", choices=["augment", "channel"], default="augment")
+    e.add_argument("--skip-clean", action="store_true", help="only the augmented crops")
     f = sub.add_parser("fit")
     f.add_argument("features")
     f.add_argument("--out", required=True)
     a = p.parse_args(argv)
     if a.cmd == "extract":
-        extract(a.caches, a.out, a.crops, a.seed)
+        extract(a.caches, a.out, a.crops, a.seed, chain=a.chain, skip_clean=a.skip_clean)
     else:
         print(json.dumps(fit(a.features, a.out), indent=1))
     return 0

@@ -1,0 +1,139 @@
+"""The lab's extended-pool path on small made-up data (CI has no extended pool): combined and
+capped manifests, the decoded cache, the channel transforms, the whisper back end's crops and
+fit, the shortcut audit, and the dev_eval figures."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import speechlike
+from core.training import channel, decoded_pool, manifests, shortcuts
+
+SR = 16_000
+
+
+def write_manifest(folder: Path, rows: list[dict]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "manifest.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["path", "label", "split", "source_repo", "generator"])
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_pool(tmp_path_factory) -> Path:
+    """Six sources x (real, fake); the fakes are 'longer and at 24 kHz' in three of them, a shortcut."""
+    root = tmp_path_factory.mktemp("tiny_pool")
+    rows = []
+    for s in range(6):
+        for lab in ("real", "fake"):
+            for i in range(4):
+                sr = 24_000 if (lab == "fake" and s < 3) else 16_000
+                secs = 1.0 + 0.5 * i + (1.5 if lab == "fake" and s < 3 else 0.0)
+                x = speechlike(secs, sr=sr, seed=100 * s + 10 * i + (lab == "fake"))
+                rel = f"clips/src{s}/{lab}{i}.wav"
+                (root / rel).parent.mkdir(parents=True, exist_ok=True)
+                sf.write(root / rel, x, sr)
+                rows.append({"path": rel, "label": lab, "split": "dev_eval" if s == 5 else "train",
+                             "source_repo": f"o/src{s}", "generator": "g" if lab == "fake" else "ground_truth"})
+    write_manifest(root, rows)
+    return root
+
+
+def test_combine_keeps_one_split_caps_cells_and_makes_paths_absolute(tiny_pool, tmp_path):
+    out = tmp_path / "m.csv"
+    info = manifests.combine([tiny_pool / "manifest.csv"], out, split="train", cap=3, seed=1)
+    rows = list(csv.DictReader(open(out)))
+    assert info == {"clips": 5 * 2 * 3, "real": 15, "fake": 15, "sources": 5}
+    assert all(Path(r["path"]).is_absolute() and Path(r["path"]).is_file() for r in rows)
+    assert all(r["split"] == "train" for r in rows) and not any("src5" in r["path"] for r in rows)
+    again = tmp_path / "m2.csv"
+    manifests.combine([tiny_pool / "manifest.csv"], again, split="train", cap=3, seed=1)
+    assert out.read_text() == again.read_text(), "the draw is reproducible"
+
+
+def test_decoded_cache_holds_16k_arrays_and_the_facts(tiny_pool, tmp_path):
+    cache = tmp_path / "cache"
+    decoded_pool.build(tiny_pool / "manifest.csv", cache, progress=False)
+    clips = decoded_pool.read_index(cache)
+    assert len(clips) == 48 and {c.split for c in clips} == {"train", "dev_eval"}
+    assert len(decoded_pool.read_index(cache, "dev_eval")) == 8
+    c = next(c for c in clips if c.meta["original_rate"] == "24000")
+    x = c.audio(cache)
+    assert x.dtype == np.float32 and abs(len(x) / SR - float(c.meta["duration_s"])) < 0.01
+    # resumable: a second build decodes nothing new and leaves the arrays as they were
+    before = {p.name: p.stat().st_mtime_ns for p in (cache / "clips").iterdir()}
+    decoded_pool.build(tiny_pool / "manifest.csv", cache, progress=False)
+    assert {p.name: p.stat().st_mtime_ns for p in (cache / "clips").iterdir()} == before
+
+
+@pytest.mark.parametrize("name", sorted(channel.TRANSFORMS))
+def test_channel_transforms_keep_the_length_and_change_the_signal(name):
+    rng = np.random.default_rng(3)
+    x = speechlike(3.0, seed=5)
+    y = channel.TRANSFORMS[name](x, rng)
+    assert y.shape == x.shape and y.dtype == np.float32 and np.all(np.isfinite(y))
+    assert np.abs(y).max() <= 1.0 and not np.allclose(y, x)
+
+
+def test_phone_removes_the_upper_band_and_mu_law_has_256_levels():
+    x = (np.random.default_rng(0).standard_normal(SR) * 0.1).astype(np.float32)
+    y = channel.phone(x, np.random.default_rng(1))
+    spec = np.abs(np.fft.rfft(y)) ** 2
+    f = np.fft.rfftfreq(len(y), 1 / SR)
+    assert spec[f > 4200].sum() < 0.02 * spec.sum()
+    q = channel.mu_law(np.linspace(-1, 1, 10_000).astype(np.float32))
+    assert len(np.unique(np.round(q, 6))) <= 256
+
+
+def test_reverb_spreads_an_impulse_over_time():
+    x = np.zeros(SR, np.float32)
+    x[100] = 0.5
+    y = channel.reverb(x, np.random.default_rng(2))
+    energy = np.cumsum(y.astype(np.float64) ** 2) / np.sum(y.astype(np.float64) ** 2)
+    assert np.searchsorted(energy, 0.99) > 100 + int(0.05 * SR), "99% of the energy takes over 50 ms"
+
+
+def test_the_shortcut_audit_finds_a_planted_cue_and_not_a_missing_one():
+    rng = np.random.default_rng(0)
+    n = 400
+    y = np.r_[np.zeros(n // 2), np.ones(n // 2)].astype(int)
+    groups = np.array([f"s{i % 8}" for i in range(n)])
+    keys = np.array([f"k{i}" for i in range(n)])
+    cue = np.c_[y + 0.3 * rng.standard_normal(n)]              # the label leaks into a nuisance
+    none = rng.standard_normal((n, 3))
+    assert shortcuts.grouped_eer(cue, y, groups, keys)["eer"] < 0.1
+    assert shortcuts.grouped_eer(none, y, groups, keys)["eer"] > 0.35
+
+
+def test_the_audit_on_a_cache_sees_the_planted_rate_and_length_cue(tiny_pool, tmp_path):
+    cache = tmp_path / "cache"
+    decoded_pool.build(tiny_pool / "manifest.csv", cache, progress=False)
+    clips = decoded_pool.read_index(cache, "train")
+    x = np.array([shortcuts.restored_features(c.meta) for c in clips])
+    y = np.array([c.label for c in clips])
+    assert x.shape[1] == 2 + len(shortcuts.CODECS) + 1 + 3
+    fake_rates = {int(c.meta["original_rate"]) for c in clips if c.label == 1}
+    assert fake_rates == {16000, 24000} and {int(c.meta["original_rate"]) for c in clips if c.label == 0} == {16000}
+    crop = clips[0].audio(cache)[:SR]
+    f = shortcuts.crop_features(crop)
+    assert len(f) == 4 and all(np.isfinite(f)) and 0 <= f[2] <= 1
+    assert x[y == 1, 0].mean() > x[y == 0, 0].mean(), "fakes are longer in the planted sources"
+
+
+def test_dev_eval_figures_at_a_threshold():
+    from core.training.dev_eval import figures
+
+    y = np.r_[np.zeros(10), np.ones(10)].astype(int)
+    s = np.r_[np.linspace(0, 0.45, 10), np.linspace(0.55, 1, 10)]
+    f = figures(y, s, 0.5)
+    assert f["eer"] == 0 and f["auc"] == 1 and f["real_called_fake"] == 0 and f["fakes_caught"] == 1
+    f = figures(y, s[::-1].copy(), 0.5)
+    assert f["auc"] == 0 and f["real_called_fake"] == 1
