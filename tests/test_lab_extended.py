@@ -154,7 +154,7 @@ def test_whisper_back_end_fit_writes_a_loadable_checkpoint_and_card(tmp_path):
     n_clips, dim = 240, 3072
     y = np.repeat(rng.integers(0, 2, n_clips), 2)
     x = rng.standard_normal((2 * n_clips, dim)).astype(np.float32)
-    x[:, 7] += 8.0 * y                                   # one feature carries the label
+    x[:, :300] += 0.8 * y[:, None]                       # 300 features carry the label
     groups = np.repeat(np.array([f"c:s{i % 6}" for i in range(n_clips)]), 2)
     keys = np.repeat(np.array([f"k{i}" for i in range(n_clips)]), 2)
     feats = tmp_path / "f.npz"
@@ -168,7 +168,7 @@ def test_whisper_back_end_fit_writes_a_loadable_checkpoint_and_card(tmp_path):
     load_weights(module, tmp_path / "out" / "whisper.safetensors")
     assert not any(k.startswith("encoder") or k.startswith("_encoder") for k in module.state_dict())
     w = module.head.weight.detach().numpy()[0]
-    assert int(np.argmax(np.abs(w))) == 7
+    assert w[:300].mean() > 5 * np.abs(w[300:]).mean()
     # the back end alone, on features standardised as in training, separates the classes
     z = (torch.from_numpy(x) - module.feature_mean) / module.feature_std
     logit = module.head(z).squeeze(-1).detach().numpy()
