@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from ..argtypes import positive_int
 from ..errors import ConfigError
 
 SPEEDS = (0.85, 1.0, 1.15)  # speaking-rate factors shared by all engines (1.15 = 15% faster)
@@ -99,7 +100,7 @@ _KOKORO_FROM_ESPEAK = sorted({
     "a^ɪ": "I", "a^ʊ": "W", "e^ɪ": "A", "ɔ^ɪ": "Y", "o^ʊ": "O", "ə^ʊ": "Q", "d^ʒ": "ʤ", "t^ʃ": "ʧ",
     "ɜː": "ɜɹ", "ɚ": "əɹ", "r": "ɹ", "ɐ": "ə", "x": "k", "ɬ": "l", "ʔ": "t", "^": "", "ː": "",
 }.items(), key=lambda kv: -len(kv[0]))
-_CLAUSE = re.compile(r"([^,.;:!?]+)([,.;:!?]*)")
+_CLAUSE_END = re.compile(r"(?<=[,.;:!?])\s+")  # punctuation then a space: "11:30" stays one clause
 
 
 class Kokoro:
@@ -155,7 +156,8 @@ class Kokoro:
     def phonemes(self, text: str, accent: str) -> str:
         """Kokoro's phoneme string for `text`: espeak-ng IPA per clause, punctuation kept."""
         out = []
-        for words, punct in _CLAUSE.findall(text):
+        for piece in _CLAUSE_END.split(text.strip()):
+            words, punct = re.match(r"(.*?)([,.;:!?]*)$", piece, re.S).groups()
             if not words.strip():
                 continue
             ipa = subprocess.run([self.espeak, "-q", "-v", accent, "--ipa", "--tie=^", words],
@@ -572,10 +574,10 @@ def add_synth_arguments(p) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created, or resumed if it exists)")
     p.add_argument("--engines", default=",".join(ENGINES), metavar="LIST",
                    help=f"comma-separated engines (default: all: {','.join(ENGINES)})")
-    p.add_argument("--n", type=int, default=200, metavar="N", help="clips per engine (default 200)")
+    p.add_argument("--n", type=positive_int, default=200, metavar="N", help="clips per engine (default 200)")
     p.add_argument("--seed", type=int, default=0, metavar="S",
                    help="seed of the texts and voices (default 0); another seed adds other clips beside these")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
+    p.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help="CPU threads for the ONNX engines, kokoro and piper (default: onnxruntime's choice)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
