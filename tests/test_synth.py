@@ -87,7 +87,7 @@ def test_texts_are_varied_and_follow_the_seed():
 class _Tone:
     """A stand-in engine: counts its renders, so a test can see what a rerun made."""
 
-    name, license, renders = "espeak", "test tone", 0
+    name, license, summary, renders = "espeak", "test tone", "a sine tone", 0
 
     def load(self):
         pass

