@@ -148,7 +148,8 @@ class Kokoro:
         if rng.random() < 0.5:
             b = _pick(rng, [n for n in names if n != a])
             w = _pick(rng, (0.3, 0.5, 0.7))
-            voice, mix = f"{a}*{w:.1f}+{b}*{1 - w:.1f}", {a: w, b: round(1 - w, 1)}
+            mix = dict(sorted({a: w, b: round(1 - w, 1)}.items()))  # one label per blend, whatever the draw order
+            voice = "+".join(f"{n}*{x:.1f}" for n, x in mix.items())
         else:
             voice, mix = a, {a: 1.0}
         return Voice(f"kokoro {voice} x{speed:.2f}", voice, "en-US" if accent == "en-us" else "en-GB",
