@@ -1,4 +1,4 @@
-"""Command line: `python -m core score|batch|models|train|evaluate|merge ...`.
+"""Command line: `python -m core score|batch|models|train|evaluate|merge|synth ...`.
 
     python -m core score call.wav other.mp3 --set seed --models resnet,lstm --json
     python -m core batch clips/ --out results.csv
@@ -148,9 +148,11 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     for name, help_text in (("train", "train the project's models on a labelled folder or manifest"),
                             ("evaluate", "evaluate a model set on labelled audio (EER, ROC, AUC, agreement)"),
                             ("merge", "merge training runs that differ only in --seed into one seed average, "
-                                      "with exact out-of-fold validation")):
-        tp = sub.add_parser(name, help=help_text, description=help_text + " (implemented in core/training/train.py and the modules it calls).",
-                            add_help=True)
+                                      "with exact out-of-fold validation"),
+                            ("synth", "write labelled fake speech from local TTS engines (kokoro, piper, espeak, "
+                                      "flite, festival) with a manifest, as extra training sources")):
+        tp = sub.add_parser(name, help=help_text, description=help_text + f" (implemented in core/training/"
+                            f"{_LAB_MODULES.get(name, 'train')}.py and the modules it calls).", add_help=True)
         tp.set_defaults(func=_train_entry(name))
         if _wants(argv, name):
             _add_train_arguments(name, tp)
@@ -164,24 +166,30 @@ def _wants(argv: Sequence[str] | None, name: str) -> bool:
     return first == name
 
 
-def _train_module():
+_LAB_MODULES = {"synth": "synth"}  # lab sub-commands outside core/training/train.py
+
+
+def _train_module(command: str = "train"):
+    """The core.training module behind a lab sub-command, imported only when that command runs."""
     import importlib
 
     pkg = __package__ or "core"
+    mod = _LAB_MODULES.get(command, "train")
     try:
-        train = importlib.import_module(f"{pkg}.training.train")
+        train = importlib.import_module(f"{pkg}.training.{mod}")
     except ModuleNotFoundError as e:
-        if e.name in (f"{pkg}.training", f"{pkg}.training.train"):
-            raise DetectorError("training and evaluation are not available in this checkout "
-                                "(core/training/train.py is missing)") from None
-        raise DetectorError(f"core/training/train.py needs a package that is not installed: {e.name} "
+        if e.name in (f"{pkg}.training", f"{pkg}.training.{mod}"):
+            what = "training and evaluation are" if mod == "train" else f"`{command}` is"
+            raise DetectorError(f"{what} not available in this checkout "
+                                f"(core/training/{mod}.py is missing)") from None
+        raise DetectorError(f"core/training/{mod}.py needs a package that is not installed: {e.name} "
                             "(pip install -r requirements-dev.txt)") from None
     return train
 
 
 def _add_train_arguments(name: str, parser: argparse.ArgumentParser) -> None:
     try:
-        mod = _train_module()
+        mod = _train_module(name)
         getattr(mod, f"add_{name}_arguments")(parser)
     except (DetectorError, AttributeError) as e:
         parser.set_defaults(_train_unavailable=str(e))
@@ -192,10 +200,10 @@ def _train_entry(name: str):
     def run(args: argparse.Namespace) -> int:
         if getattr(args, "_train_unavailable", None):
             raise DetectorError(args._train_unavailable)
-        mod = _train_module()
+        mod = _train_module(name)
         fn = getattr(mod, f"{name}_command", None)
         if fn is None:
-            raise DetectorError(f"core/training/train.py has no {name}_command()")
+            raise DetectorError(f"core/training/{_LAB_MODULES.get(name, 'train')}.py has no {name}_command()")
         return int(fn(args) or 0)
     return run
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install what is missing: Debian packages (ffmpeg for m4a/aac, espeak-ng + chromium for tests),
+# Install what is missing: Debian packages (ffmpeg for m4a/aac; espeak-ng, flite, festival + voices for
+# `python -m core synth` and its tests; chromium for the browser test),
 # a virtual environment in .venv, and the pinned Python packages. Safe to rerun: it skips what is there.
 #   scripts/setup.sh          runtime only (the app and the CLI)
 #   scripts/setup.sh --dev    plus test, training and Ray extras
@@ -11,6 +12,12 @@ need_apt=()
 command -v ffmpeg >/dev/null 2>&1 || need_apt+=(ffmpeg)
 if [[ $DEV == 1 ]]; then
   command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
+  command -v flite >/dev/null 2>&1 || need_apt+=(flite)
+  command -v text2wave >/dev/null 2>&1 || need_apt+=(festival)
+  fv=/usr/share/festival/voices  # the synth voices: about 20 MB, under half a minute to install
+  [[ -d $fv/us/cmu_us_slt_arctic_hts ]] || need_apt+=(festvox-us-slt-hts)
+  [[ -d $fv/english/kal_diphone ]] || need_apt+=(festvox-kallpc16k)
+  [[ -d $fv/english/ked_diphone ]] || need_apt+=(festvox-kdlpc16k)
   [[ -x /usr/bin/chromium ]] || need_apt+=(chromium)
 fi
 if (( ${#need_apt[@]} )); then
