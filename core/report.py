@@ -219,14 +219,29 @@ def build_html(res, det, identity: dict, samples: np.ndarray | None, analysed_at
             + "</body></html>")
 
 
+REPORT_MAX_S = 600.0   # the spectrogram covers at most the first 10 minutes (memory stays bounded)
+
+
+def report_samples(data: bytes, name: str, max_s: float = REPORT_MAX_S) -> np.ndarray | None:
+    """The first `max_s` seconds at 16 kHz for the report's spectrogram, or None when undecodable."""
+    from .audio import TARGET_SR, AudioReader
+
+    try:
+        parts, n = [], 0
+        with AudioReader(data, name) as r:
+            for block in r.blocks():
+                parts.append(block)
+                n += len(block)
+                if n >= max_s * TARGET_SR:
+                    break
+        return np.concatenate(parts)[: int(max_s * TARGET_SR)] if parts else None
+    except Exception:  # the verdict stands without a spectrogram
+        return None
+
+
 def case_report(det, data: bytes, name: str) -> tuple[str, object]:
     """Score `data` with `det` and return (report HTML, FileResult). Raises AudioError as `score` does."""
-    from .audio import load_audio
-
     analysed_at = utc_now()
     res = det.score(data, name=name)
-    try:
-        samples = load_audio(data, name).samples
-    except Exception:  # the verdict stands without a spectrogram
-        samples = None
-    return build_html(res, det, file_identity(data, name), samples, analysed_at, app_version()), res
+    return build_html(res, det, file_identity(data, name), report_samples(data, name), analysed_at,
+                      app_version()), res

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from core import report
 from core.errors import DetectorError
 from webui import display, plots, state, tables
 
@@ -14,6 +15,13 @@ from webui import display, plots, state, tables
 def audio_view(sha256: str, _data: bytes, name: str):
     """Display data for one file, cached by its hash (the bytes themselves are not hashed again)."""
     return display.audio_view(_data, name)
+
+
+@st.cache_data(max_entries=4, show_spinner="Writing the case report...")
+def case_report_html(sha256: str, _data: bytes, name: str, _res, _det, analysed_at: str) -> str:
+    """The case report of the result on screen (cached by the file's hash and the analysis time)."""
+    return report.build_html(_res, _det, report.file_identity(_data, name), report.report_samples(_data, name),
+                             analysed_at, report.app_version())
 
 
 def show_verdict(res, det) -> None:
@@ -115,6 +123,13 @@ def main() -> None:
         st.plotly_chart(plots.spectrogram_figure(view), key="analyze_spectrogram")
 
     full = res.as_dict()
+    full.update(sha256=state.upload_hash(up), size_bytes=len(data), analysed_at=state.analysed_at(up, det, sel),
+                app_version=report.app_version())
+    st.download_button("Download the case report (HTML)", case_report_html(state.upload_hash(up), data, up.name, res, det,
+                                                                        full["analysed_at"]),
+                       file_name=f"{Path(up.name).stem}.case-report.html", mime="text/html",
+                       key="analyze_report", help="One self-contained page to attach to a case: the file's hash, "
+                       "the time, the models and their checkpoints, the assessment, the figures, a disclaimer.")
     st.download_button("Download the full result (JSON)", json.dumps(full, indent=1, default=str),
                        file_name=f"{Path(up.name).stem}.deepfake.json", mime="application/json",
                        key="analyze_json")

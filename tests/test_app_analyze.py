@@ -10,7 +10,8 @@ import re
 import numpy as np
 import pytest
 
-from app_helpers import APP_MODELS, arr, find_chart, new_app, no_exception, trace_names, write_clip
+from app_helpers import (APP_MODELS, arr, find_chart, media_files, new_app, no_exception,  # noqa: F401
+                         trace_names, write_clip)
 from core.assessment import assess
 from core.errors import AudioError
 from core.inference import Detector
@@ -199,7 +200,10 @@ def test_other_formats_and_warnings(app_env, engine, tmp_path, fmt, subtype, mim
     assert any("Low sample rate" in w for w in want) and any("Shorter" in w for w in want)
     at = upload(new_app(PAGE), f"short.{ext}", data, mime)
     no_exception(at)
-    assert [w.value for w in at.warning] == want
+    shown = [w.value for w in at.warning]
+    assert [w for w in shown if not w.startswith(("**", "Caution: "))] == want
+    assert [w[len("Caution: "):] for w in shown if w.startswith("Caution: ")] == exp.assessment.cautions
+    assert any("Short clip" in c for c in exp.assessment.cautions)
     assert f"ensemble P(fake) = **{exp.ensemble.p_fake:.3f}**" in verdict_box(at)
 
 
@@ -238,3 +242,22 @@ def test_two_sessions_see_only_their_own_file(app_env, engine, tmp_path, clip12)
         assert f"ensemble P(fake) = **{p:.3f}**" in verdict_box(at)
         assert len(at.session_state["dd_analyze_results"]) == 1
     assert engine.score(clip12).ensemble.p_fake != engine.score(other).ensemble.p_fake
+
+
+def test_case_report_and_json_downloads_carry_hash_time_and_version(app_env, engine, clip12, media_files):
+    import hashlib
+    import json
+
+    from core import report
+
+    at = upload(new_app(PAGE), "speech.wav", clip12)
+    no_exception(at)
+    page = media_files(at.download_button(key="analyze_report")).decode()
+    digest = hashlib.sha256(clip12).hexdigest()
+    exp = engine.score(clip12, name="speech.wav")
+    assert digest in page and exp.assessment.label.upper() in page and "http" not in page.lower()
+    doc = json.loads(media_files(at.download_button(key="analyze_json")))
+    assert doc["sha256"] == digest and doc["size_bytes"] == len(clip12)
+    assert doc["app_version"] == report.app_version() and doc["analysed_at"] in page
+    assert doc["ensemble"]["assessment"] == exp.assessment.label
+    assert doc["ensemble"]["inconclusive_band"] == exp.assessment.band.as_list()

@@ -21,6 +21,7 @@ import streamlit as st
 
 from core.errors import DetectorError
 from core.inference import Detector, FileResult
+from core.report import utc_now
 from core.loading import resolve_set_name
 from core.models.registry import ALL_MODEL_NAMES, get_set
 from core.weights import ENV_WEIGHTS_DIR
@@ -34,6 +35,7 @@ K_DOWNLOAD = "dd_allow_download"    # bool: may the seed's checkpoints be downlo
 K_SEED_CROP = "dd_seed_crop"        # bool: score only the first window, as the seed app does
 K_ANALYZE = "dd_analyze_results"    # {(sha256, selection key): (FileResult | None, error | None)}
 K_HASHES = "dd_upload_hashes"       # {upload file_id: sha256}
+K_ANALYZED_AT = "dd_analysed_at"    # {(sha256, selection key): UTC time the result was computed}
 K_LAST_BATCH = "dd_last_batch"      # BatchRun of the batch page (the Compare page reads it)
 K_COMPARE = "dd_compare_run"        # BatchRun scored on the Compare page itself
 
@@ -286,9 +288,18 @@ def score_upload(det: Detector, sel: Selection, uploaded) -> tuple[FileResult | 
     finally:
         bar.empty()
     cache[key] = out
+    times = st.session_state.setdefault(K_ANALYZED_AT, {})
+    times[key] = utc_now()
     while len(cache) > ANALYZE_CACHE_SIZE:
+        times.pop(next(iter(cache)), None)
         cache.pop(next(iter(cache)))
     return out
+
+
+def analysed_at(uploaded, det: Detector, sel: Selection) -> str:
+    """When the result on screen was computed (UTC, ISO 8601): the same time in its JSON and report."""
+    key = (upload_hash(uploaded), selection_key(det, sel))
+    return st.session_state.setdefault(K_ANALYZED_AT, {}).setdefault(key, utc_now())
 
 
 @dataclass
