@@ -1,0 +1,209 @@
+"""A crashing or hanging decoder costs one file, never the process or the batch.
+
+Faults are injected into the decoder child by tests/decode_faults.py (named by
+DEEPFAKE_DECODE_TEST_HOOK) for files whose name carries a marker; the timeouts are small so
+the hangs end quickly.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import FAST_MODELS, SR, python_env, speechlike
+from core import decode_pool, decode_protocol as wire
+from core.audio import AudioFacts, AudioReader, load_audio
+from core.decode_limits import DecodeLimits
+from core.decoding import IsolatedReader, open_audio
+from core.errors import AudioError
+
+HOOK = {"DEEPFAKE_DECODE_TEST_HOOK": "tests.decode_faults", "DEEPFAKE_DECODE_TIMEOUT_S": "3",
+        "DEEPFAKE_DECODE_CPU_S": "2", "DEEPFAKE_DECODE_MEMORY_MB": "512"}
+CRASHED = "the decoder crashed on this file"
+TIMED_OUT = "decoding took longer than 3 s"
+
+
+@pytest.fixture(scope="module")
+def faults():
+    """The fault hook and small limits for this module; the hooked children are stopped after it."""
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in HOOK.items():
+            mp.setenv(k, v)
+        yield
+        decode_pool.shutdown()
+
+
+def pool():
+    return decode_pool.shared_pool(DecodeLimits.from_env())
+
+
+def test_decoding_in_the_child_equals_decoding_in_process(faults, make):
+    p = make.write("stereo44.wav", np.stack([speechlike(2.0, 44_100), speechlike(2.0, 44_100, 1)], 1), 44_100)
+    ref = load_audio(p)
+    for source in (p, p.read_bytes()):
+        with open_audio(source, name="x.wav") as r:
+            assert isinstance(r, IsolatedReader) and r.facts.original_rate == 44_100 and r.facts.channels == 2
+            got = np.concatenate(list(r.blocks(block_s=0.5)))
+        assert np.array_equal(got, ref.samples)
+        assert r.facts.duration_s == ref.facts.duration_s and r.facts.peak_dbfs == ref.facts.peak_dbfs
+        assert r.facts.name == "x.wav"
+
+
+def test_segfault_and_hang_cost_one_file_each(faults, det, make):
+    good = make.write("good.wav", speechlike(3.0), SR)
+    segv = make.write("crash-segv.wav", speechlike(3.0), SR)
+    hang = make.write("crash-hang.wav", speechlike(3.0), SR)
+    names = ["good", "crash-segv", "good2", "crash-hang", "upload"]   # the markers go by the file's name
+    out = list(det.score_many(zip(names, [good, segv, good, hang, good.read_bytes()])))
+    assert [r.file for r in out] == names
+    assert out[1].error.startswith(f"crash-segv: {CRASHED} (killed by SIGSEGV)"), out[1].error
+    assert out[3].error.startswith(f"crash-hang: {TIMED_OUT}"), out[3].error
+    for r in (out[1], out[3]):
+        assert r.models == {} and r.ensemble is None and "\n" not in r.error
+    scored = [out[0], out[2], out[4]]
+    assert all(r.error is None and r.ensemble.p_fake is not None for r in scored)
+    assert max(r.ensemble.p_fake for r in scored) == pytest.approx(min(r.ensemble.p_fake for r in scored), abs=1e-6)
+    with pytest.raises(AudioError, match=CRASHED):
+        det.score(segv.read_bytes(), name="upload crash-segv.wav")
+
+
+def test_cpu_and_memory_caps_cost_one_file(faults, make):
+    spin = make.write("crash-spin.wav", speechlike(1.0), SR)
+    balloon = make.write("crash-balloon.wav", speechlike(1.0), SR)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DEEPFAKE_DECODE_TIMEOUT_S", "30")   # the CPU cap (2 s) must act first
+        with pytest.raises(AudioError, match="decoding used more than 2 s of CPU time"):
+            open_audio(spin)
+    with pytest.raises(AudioError, match="decoding needed more than 512 MB of memory"):
+        open_audio(balloon)
+
+
+def test_a_child_killed_mid_stream_is_that_files_error_and_is_replaced(faults, make):
+    p = make.write("long.wav", speechlike(4.0), SR)
+    before = pool().pids()
+    r = open_audio(p)
+    blocks = r.blocks(block_s=0.5)
+    next(blocks)
+    os.kill(r._child.pid, signal.SIGKILL)    # what the kernel's OOM killer would do
+    with pytest.raises(AudioError, match=f"{CRASHED} \\(killed by SIGKILL\\)"):
+        list(blocks)
+    with pytest.raises(AudioError, match=CRASHED):
+        with open_audio(make.write("crash-midway.wav", speechlike(3.0), SR)) as r2:
+            list(r2.blocks(block_s=0.5))
+    after = pool().pids()
+    assert len(after) == len(before) and set(after) != set(before)   # the dead were replaced
+    assert len(load_audio(p).samples) == len(np.concatenate(list(open_audio(p).blocks())))
+
+
+def wait_until_dead(pid: int) -> None:
+    """Until the kernel has ended `pid` (a zombie, not yet reaped)."""
+    for _ in range(500):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] in "ZX":
+                    return
+        except FileNotFoundError:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"{pid} is still running")
+
+
+def test_an_idle_child_killed_is_replaced_before_the_next_file(faults, make):
+    p = make.write("ok.wav", speechlike(1.0), SR)
+    list(open_audio(p).blocks())
+    for pid in pool().pids():
+        os.kill(pid, signal.SIGKILL)
+        wait_until_dead(pid)
+    assert len(np.concatenate(list(open_audio(p).blocks()))) == SR
+
+
+def test_reading_only_the_header_keeps_the_child(faults, make):
+    p = make.write("header.wav", speechlike(1.0), SR)
+    list(open_audio(p).blocks())
+    started = pool().started
+    for _ in range(3):
+        with open_audio(p) as r:
+            assert r.facts.duration_s == pytest.approx(1.0)
+    with open_audio(p) as r:      # abandoned mid-stream: that child is replaced
+        next(r.blocks(block_s=0.1))
+    assert pool().started == started + 1
+
+
+def test_a_clean_decode_error_keeps_the_child(faults, make):
+    list(open_audio(make.write("warm.wav", speechlike(1.0), SR)).blocks())
+    started = pool().started
+    for _ in range(3):
+        with pytest.raises(AudioError, match="bad.wav: .*not a supported audio file"):
+            open_audio(b"garbage" * 50, name="bad.wav")
+    assert pool().started == started
+
+
+def test_the_child_has_no_network_where_the_kernel_allows_it(faults, make):
+    list(open_audio(make.write("n.wav", speechlike(0.5), SR)).blocks())
+    hello = next(c.hello for c in pool()._live if c.hello)
+    if not hello["network_cut"]:
+        pytest.skip("this kernel refuses unprivileged user namespaces: the child keeps the network")
+    assert hello["address_space_cap"] > 0
+
+
+def test_isolation_off_decodes_in_process(monkeypatch, make):
+    monkeypatch.setenv("DEEPFAKE_DECODE_ISOLATION", "0")
+    with open_audio(make.write("in.wav", speechlike(0.5), SR)) as r:
+        assert isinstance(r, AudioReader)
+
+
+def test_bad_limits_are_config_errors(monkeypatch):
+    from core.errors import ConfigError
+
+    monkeypatch.setenv("DEEPFAKE_DECODE_TIMEOUT_S", "soon")
+    with pytest.raises(ConfigError, match="DEEPFAKE_DECODE_TIMEOUT_S='soon' is not a number"):
+        DecodeLimits.from_env()
+
+
+# ----------------------------------------------------------------------------- what the scorer accepts back
+
+
+def test_facts_from_the_child_are_checked_field_by_field():
+    facts = AudioFacts("a.wav", "WAV", "PCM_16", 16000, 1, duration_s=1.0)
+    back = wire.facts_from_json(bytearray(wire.facts_to_json(facts)), "scorer's name")
+    assert back.name == "scorer's name" and back.duration_s == 1.0
+    bad = bytearray(wire.facts_to_json(facts).replace(b'"channels": 1', b'"channels": "__import__"'))
+    with pytest.raises(wire.ProtocolViolation, match="channels"):
+        wire.facts_from_json(bad, "a.wav")
+    with pytest.raises(wire.ProtocolViolation, match="NaN"):
+        wire.samples_from(bytearray(np.array([0.0, np.nan], "<f4").tobytes()))
+    r, w = os.pipe()
+    try:
+        os.write(w, b"B" + (1 << 40).to_bytes(8, "little"))
+        with pytest.raises(wire.ProtocolViolation, match="at most"):
+            wire.read_frame(r)
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+# ----------------------------------------------------------------------------- the CLI batch
+
+
+def test_cli_batch_writes_error_rows_for_crashing_and_hanging_files(make, fast_weights, tmp_path):
+    for name in ("a.wav", "crash-segv.wav", "b.wav", "crash-hang.wav"):
+        make.write(name, speechlike(2.0), SR)
+    out = tmp_path / "out.csv"
+    env = dict(python_env(), **HOOK)
+    cmd = [sys.executable, "-m", "core", "batch", str(make.folder), "--out", str(out), "--set", "seed",
+           "--models", FAST_MODELS, "--weights-dir", str(fast_weights), "--no-download", "--no-progress"]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = {os.path.basename(row["file"]): row for row in csv.DictReader(out.open())}
+    assert sorted(rows) == ["a.wav", "b.wav", "crash-hang.wav", "crash-segv.wav"]
+    assert rows["a.wav"]["p_fake_ensemble"] and rows["b.wav"]["p_fake_ensemble"]
+    assert CRASHED in rows["crash-segv.wav"]["error"] and not rows["crash-segv.wav"]["p_fake_ensemble"]
+    assert TIMED_OUT in rows["crash-hang.wav"]["error"] and not rows["crash-hang.wav"]["p_fake_ensemble"]
+    assert "2 scored, 2 error rows" in r.stdout + r.stderr
