@@ -207,3 +207,42 @@ def test_cli_batch_writes_error_rows_for_crashing_and_hanging_files(make, fast_w
     assert CRASHED in rows["crash-segv.wav"]["error"] and not rows["crash-segv.wav"]["p_fake_ensemble"]
     assert TIMED_OUT in rows["crash-hang.wav"]["error"] and not rows["crash-hang.wav"]["p_fake_ensemble"]
     assert "2 scored, 2 error rows" in r.stdout + r.stderr
+
+
+# ----------------------------------------------------------------------------- what FFmpeg may open
+
+
+@pytest.mark.parametrize("body", [b"#EXTM3U\n#EXTINF:1,\nfile:///etc/passwd\n", b"ffconcat version 1.0\nfile /etc/passwd\n",
+                                  b"<?xml version='1.0'?><MPD></MPD>"])
+def test_playlists_never_reach_ffmpeg(make, monkeypatch, body):
+    """soundfile refuses these; FFmpeg would follow the names inside. It is not even asked."""
+    from torchcodec import decoders
+
+    def no_ffmpeg(*a, **k):
+        raise AssertionError("FFmpeg was asked to open a playlist")
+
+    monkeypatch.setattr(decoders, "AudioDecoder", no_ffmpeg)
+    p = make.folder / "list.m4a"
+    p.write_bytes(body)
+    for source in (p, body):
+        with pytest.raises(AudioError, match="match no audio container FFmpeg may open"):
+            load_audio(source, name="list.m4a")
+
+
+def test_ffmpeg_gets_an_open_file_not_a_path(make, monkeypatch):
+    """A path would be parsed for protocols (`concat:`, `subfile,`, `http:`); a file object is not."""
+    from torchcodec import decoders
+
+    seen = []
+    real = decoders.AudioDecoder
+
+    def spy(source, *a, **k):
+        seen.append(source)
+        return real(source, *a, **k)
+
+    monkeypatch.setattr(decoders, "AudioDecoder", spy)
+    p = make.folder / "concat:x.m4a"
+    p.write_bytes(b"\x00\x00\x00\x18ftypM4A " + b"\x00" * 64)
+    with pytest.raises(AudioError):
+        load_audio(p)
+    assert seen and not isinstance(seen[0], (str, os.PathLike)) and hasattr(seen[0], "read")
