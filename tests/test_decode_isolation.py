@@ -246,3 +246,56 @@ def test_ffmpeg_gets_an_open_file_not_a_path(make, monkeypatch):
     with pytest.raises(AudioError):
         load_audio(p)
     assert seen and not isinstance(seen[0], (str, os.PathLike)) and hasattr(seen[0], "read")
+
+
+# ----------------------------------------------------------------------------- the pages
+
+
+def test_analyze_page_shows_a_red_box_for_a_crashing_or_hanging_file_and_scores_the_next(faults, app_env):
+    from app_helpers import new_app, no_exception
+
+    good = speechlike(3.0)
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, good, SR, format="WAV")
+    data = buf.getvalue()
+    for name, expect in (("crash-segv.wav", CRASHED), ("crash-hang.wav", TIMED_OUT), ("fine.wav", None)):
+        at = new_app("pages/1_Analyze_a_file.py")
+        at.file_uploader(key="analyze_upload").upload(name, data, "audio/wav")
+        at.run()
+        no_exception(at)
+        errors = [e.value for e in at.error]
+        if expect:
+            assert len(errors) == 1 and errors[0].startswith(f"{name}: {expect}"), errors
+            assert not at.metric
+        else:
+            verdicts = [e.value for e in [*at.success, *at.error] if "ensemble P(fake)" in e.value]
+            assert len(verdicts) == 1 and len(errors) <= 1 and at.metric   # a "likely fake" box is red too
+            assert len(at.get("plotly_chart")) == 3                         # timeline, waveform, spectrogram
+
+
+def test_batch_page_lists_crashing_and_hanging_uploads_as_errors(faults, app_env):
+    from app_helpers import new_app, no_exception
+
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, speechlike(3.0), SR, format="WAV")
+    names = ["one.wav", "crash-segv.wav", "two.wav", "crash-hang.wav"]
+    at = new_app("pages/2_Batch_scoring.py")
+    up = at.file_uploader(key="batch_upload")
+    for n in names:
+        up.upload(n, buf.getvalue(), "audio/wav")
+    at.run()
+    at.button(key="batch_run").click().run()
+    no_exception(at)
+    df = next(d.value for d in at.dataframe if "p_fake_ensemble" in d.value.columns).set_index("file")
+    assert sorted(df.index) == sorted(names)
+    assert CRASHED in df.loc["crash-segv.wav", "error"] and TIMED_OUT in df.loc["crash-hang.wav", "error"]
+    assert df.loc[["one.wav", "two.wav"], "p_fake_ensemble"].notna().all()
+    assert df.loc[["crash-segv.wav", "crash-hang.wav"], "p_fake_ensemble"].isna().all()
