@@ -299,3 +299,18 @@ def test_batch_page_lists_crashing_and_hanging_uploads_as_errors(faults, app_env
     assert CRASHED in df.loc["crash-segv.wav", "error"] and TIMED_OUT in df.loc["crash-hang.wav", "error"]
     assert df.loc[["one.wav", "two.wav"], "p_fake_ensemble"].notna().all()
     assert df.loc[["crash-segv.wav", "crash-hang.wav"], "p_fake_ensemble"].isna().all()
+
+
+def test_ray_actor_rows_carry_the_crash_and_the_hang(faults, make, fast_weights):
+    """The Ray engine's actor class on its own (no Ray needed): its Detector decodes in children too."""
+    import json
+
+    from core.ray_engine import ScorerActor
+
+    paths = [make.write(n, speechlike(2.0), SR) for n in ("a.wav", "crash-segv.wav", "crash-hang.wav", "b.wav")]
+    actor = ScorerActor(dict(set_name="seed", models=FAST_MODELS, weights_dir=str(fast_weights),
+                             allow_download=False))
+    out = actor({"path": np.array([str(p) for p in paths]), "name": np.array([p.name for p in paths])})
+    rows = {r["file"]: r for r in map(json.loads, out["row"])}
+    assert CRASHED in rows["crash-segv.wav"]["error"] and TIMED_OUT in rows["crash-hang.wav"]["error"]
+    assert rows["a.wav"]["p_fake_ensemble"] != "" and rows["b.wav"]["p_fake_ensemble"] != ""
