@@ -73,8 +73,11 @@ def main() -> int:
     limits = decode_limits.DecodeLimits.from_env()
     decode_limits.forbid_core_dumps()
     cap = decode_limits.cap_memory(limits.memory_mb)
-    wire.write_frame(tx, wire.HELLO, wire.encode_json({"pid": os.getpid(), "network_cut": network_cut,
-                                                       "address_space_cap": cap}))
+    try:
+        wire.write_frame(tx, wire.HELLO, wire.encode_json({"pid": os.getpid(), "network_cut": network_cut,
+                                                           "address_space_cap": cap}))
+    except wire.ChannelClosed:   # the scorer exited while this child was starting
+        return 0
     return serve(rx, tx)
 
 

@@ -252,7 +252,8 @@ class Detector:
         """Score many files; yields one FileResult per item, in order, errors as error results.
 
         Files are decoded in background threads while the models run on the current batch;
-        windows from different files share batches.
+        windows from different files share batches. Each decode runs in a limited child
+        process (core.decoding): a decoder that crashes or hangs is that file's error.
         """
         items = list(items)
         total = len(items)

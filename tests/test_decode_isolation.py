@@ -104,7 +104,7 @@ def test_a_child_killed_mid_stream_is_that_files_error_and_is_replaced(faults, m
 
 def wait_until_dead(pid: int) -> None:
     """Until the kernel has ended `pid` (a zombie, not yet reaped)."""
-    for _ in range(500):
+    for _ in range(3000):
         try:
             with open(f"/proc/{pid}/stat") as f:
                 if f.read().rsplit(")", 1)[1].split()[0] in "ZX":
@@ -314,3 +314,19 @@ def test_ray_actor_rows_carry_the_crash_and_the_hang(faults, make, fast_weights)
     rows = {r["file"]: r for r in map(json.loads, out["row"])}
     assert CRASHED in rows["crash-segv.wav"]["error"] and TIMED_OUT in rows["crash-hang.wav"]["error"]
     assert rows["a.wav"]["p_fake_ensemble"] != "" and rows["b.wav"]["p_fake_ensemble"] != ""
+
+
+def test_children_end_with_the_interpreter(make):
+    """atexit stops the pool; a child also quits when the scorer's pipe closes (the scorer was killed)."""
+    p = make.write("exit.wav", speechlike(0.5), SR)
+    code = ("import sys; from core.decoding import open_audio; from core import decode_pool as dp; "
+            "from core.decode_limits import DecodeLimits; list(open_audio(sys.argv[1]).blocks()); "
+            "print(*dp.shared_pool(DecodeLimits.from_env()).pids()); sys.stdout.flush()")
+    for how in ("exit", "SIGKILL"):
+        script = code + ("" if how == "exit" else "; import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
+        r = subprocess.run([sys.executable, "-c", script, str(p)], env=dict(python_env(), DEEPFAKE_DECODE_WORKERS="1"),
+                           capture_output=True, text=True, timeout=120)
+        pids = [int(x) for x in r.stdout.split()]
+        assert len(pids) == 1, (how, r.stdout, r.stderr)
+        for pid in pids:
+            wait_until_dead(pid)
