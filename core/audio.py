@@ -3,7 +3,12 @@
 Decoding streams: `AudioReader.blocks()` yields resampled blocks, so a two-hour
 recording never sits in memory at once. `load_audio()` is the convenience that joins
 the blocks for short files. soundfile reads wav/flac/ogg(vorbis, opus)/mp3; anything it
-cannot read (m4a/aac, ...) goes through torchcodec, which needs ffmpeg installed.
+cannot read (m4a/aac, ...) goes through torchcodec, which needs ffmpeg installed. FFmpeg is
+given bytes or an open file, never a path (no protocols), and only audio containers
+(core.containers).
+
+This module decodes in the calling process: fine for trusted files. Untrusted ones (uploads,
+batch inputs) go through `core.decoding.open_audio`, which runs this in a limited child.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+from .containers import SNIFF_BYTES, ffmpeg_container
 from .errors import AudioError
 
 TARGET_SR = 16_000
@@ -260,6 +266,7 @@ class AudioReader:
         self._sf: sf.SoundFile | None = None
         self._fallback: tuple | None = None   # (torchcodec chunk iterator, first chunk)
         self._tc_damaged = False
+        self._tc_file: BinaryIO | None = None   # the file FFmpeg reads, when the source is a path
         self._acc = _FactsAccumulator()
         self._done = False
         self._open()
@@ -329,12 +336,14 @@ class AudioReader:
                 f"{self.name}: not a format soundfile can read ({_short(sf_err)}). Supported: {SUPPORTED}. "
                 "For m4a/aac and other formats install ffmpeg (apt-get install ffmpeg) and torchcodec."
             ) from None
-        src = self._source
-        if hasattr(src, "seek"):
-            src.seek(0)
-            src = src.read()
+        src = self._ffmpeg_input()
+        head = src[:SNIFF_BYTES] if isinstance(src, bytes) else src.peek(SNIFF_BYTES)[:SNIFF_BYTES]
+        if ffmpeg_container(head) is None:
+            self.close()
+            raise AudioError(f"{self.name}: cannot decode: not a supported audio file ({_short(sf_err)}; its first "
+                             f"bytes match no audio container FFmpeg may open). Supported: {SUPPORTED}.")
         try:
-            dec = AudioDecoder(os.fspath(src) if isinstance(src, (str, os.PathLike)) else bytes(src))
+            dec = AudioDecoder(src)
             md = dec.metadata
             rate_md, ch_md = int(getattr(md, "sample_rate", 0) or 0), int(getattr(md, "num_channels", 0) or 0)
             chunk_s = _TC_CHUNK_S
@@ -349,10 +358,21 @@ class AudioReader:
             if first is None:
                 raise self._tc_error or AudioError("no audio samples")
         except Exception as e:
+            self.close()
             raise AudioError(f"{self.name}: cannot decode: not a supported audio file "
                              f"({_short(sf_err)}; ffmpeg: {_short(e)}). Supported: {SUPPORTED}.") from None
         self._fallback = (chunks, first)
         return first.shape[1], self._tc_rate, codec, duration if math.isfinite(duration) else 0.0
+
+    def _ffmpeg_input(self):
+        """What FFmpeg reads: bytes, or the file opened here. A path is never given to FFmpeg, which
+        would read `concat:...`, `subfile,...` or `http://...` in a name as a protocol to open."""
+        src = self._source
+        if isinstance(src, (str, os.PathLike)):
+            self._tc_file = open(src, "rb")
+            return self._tc_file
+        src.seek(0)
+        return src.read()
 
     def _tc_chunks(self, dec, t: float, chunk_s: float) -> Iterator[np.ndarray]:
         """[frames, channels] chunks from t on. A chunk ffmpeg cannot decode (a damaged or cut
@@ -435,6 +455,9 @@ class AudioReader:
         if self._sf is not None:
             self._sf.close()
             self._sf = None
+        if self._tc_file is not None:
+            self._tc_file.close()
+            self._tc_file = None
 
     def __enter__(self) -> "AudioReader":
         return self

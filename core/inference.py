@@ -35,7 +35,8 @@ import numpy as np
 import torch
 
 from .assessment import Assessment, assess, cautions_of
-from .audio import TARGET_SR, AudioFacts, AudioReader
+from .audio import TARGET_SR, AudioFacts
+from .decoding import open_audio
 from .errors import AudioError, ConfigError, DetectorError
 from .execution import check_precision
 from .features import FrontEnd, clip_features
@@ -251,7 +252,8 @@ class Detector:
         """Score many files; yields one FileResult per item, in order, errors as error results.
 
         Files are decoded in background threads while the models run on the current batch;
-        windows from different files share batches.
+        windows from different files share batches. Each decode runs in a limited child
+        process (core.decoding): a decoder that crashes or hangs is that file's error.
         """
         items = list(items)
         total = len(items)
@@ -504,7 +506,7 @@ PREFETCH_MAX_S = 120.0  # files up to this long are decoded ahead in threads; lo
 def _open_stream(name: str, source) -> tuple[AudioFacts, _BlockStream]:
     if isinstance(source, _Decoded):
         return source.facts, _BlockStream(iter([source.samples]), lambda: source.facts)
-    reader = AudioReader(source, name)
+    reader = open_audio(source, name)   # in a limited child: a decoder crash costs this file only
 
     def gen():
         try:

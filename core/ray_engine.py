@@ -13,6 +13,8 @@ How it runs:
     `ActorPoolStrategy`); each actor loads the model set once (`Detector.from_set`) and scores
     a batch of files with `Detector.score_many`, returning one row per file built by
     `core.batch.result_to_row` (a bad file is an error row, never an exception);
+  * each actor's Detector decodes in limited child processes (core.decoding), so a file that
+    crashes or hangs its decoder is that file's error row, never a dead actor;
   * the driver appends each row as it arrives, one complete synced line at a time, in whatever
     order the workers finish: the CSV holds the same rows as a local run, in another order.
 

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 import torchaudio
 
-from core.audio import TARGET_SR, AudioFacts, AudioReader
+from core.audio import TARGET_SR, AudioFacts
+from core.decoding import open_audio
 
 SPEC_N_FFT = 1024
 SPEC_HOP = 160          # 10 ms (short files; longer ones get a longer hop)
@@ -57,7 +58,7 @@ def audio_view(source, name: str | None = None, max_columns: int = 1500) -> Audi
 
     Raises core.errors.AudioError for a file the engine cannot read.
     """
-    with AudioReader(source, name) as reader:
+    with open_audio(source, name) as reader:   # decoded in a limited child, as for scoring
         hint = reader.facts.duration_s or 600.0
         # resolution chosen from the header's duration (re-pooled at the end in any case): a long
         # file gets a longer STFT hop (at most the FFT size, so no sample is skipped)
