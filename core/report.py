@@ -224,11 +224,12 @@ REPORT_MAX_S = 600.0   # the spectrogram covers at most the first 10 minutes (me
 
 def report_samples(data: bytes, name: str, max_s: float = REPORT_MAX_S) -> np.ndarray | None:
     """The first `max_s` seconds at 16 kHz for the report's spectrogram, or None when undecodable."""
-    from .audio import TARGET_SR, AudioReader
+    from .audio import TARGET_SR
+    from .decoding import open_audio
 
     try:
         parts, n = [], 0
-        with AudioReader(data, name) as r:
+        with open_audio(data, name) as r:   # in a limited child, as for scoring
             for block in r.blocks():
                 parts.append(block)
                 n += len(block)
