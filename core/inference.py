@@ -18,8 +18,9 @@ Rules, so the numbers mean one thing everywhere:
     the fraction of windows over threshold).
   * The ensemble's file score is the weighted mean of the models' file scores, with the
     weights of the set's ensemble card (equal weights without one), renormalised over the
-    models that scored (models that failed are left out and named); its timeline averages
-    the models' windows on a 0.5 s grid with the same weights.
+    models that scored (models that failed are left out and named), then mapped through the
+    card's calibration when it has one (fitted on unseen sources); its timeline averages the
+    models' windows on a 0.5 s grid with the same weights and calibration.
   * Verdict: "fake" when P(fake) >= threshold; the threshold's value and source travel
     with every result.
 """
@@ -415,6 +416,11 @@ class Detector:
         return assess(ens.p_fake, ens.threshold, ens.threshold_source, self.loaded.band, weighted,
                       {n: ok[n].threshold for n in weighted}, cautions_of(facts))
 
+    def _calibrated(self, p: float) -> float:
+        """The ensemble card's calibration of the weighted mean (fitted on unseen sources), if it applies."""
+        cal = self.loaded.ensemble_calibration
+        return _platt(p, cal) if cal and cal.get("method") == "platt" else p
+
     @property
     def _card_weights(self) -> dict[str, float]:
         """The ensemble card's weights ({} without a card or weights)."""
@@ -433,7 +439,7 @@ class Detector:
         if not ok:
             return ModelScore("ensemble", None, thr, src, None, error="every model failed")
         weights = self._ensemble_weights([s.name for s in ok])
-        p = float(sum(weights[s.name] * s.p_fake for s in ok))
+        p = self._calibrated(float(sum(weights[s.name] * s.p_fake for s in ok)))
         end = max(w.end for s in ok for w in s.windows)
         grid = np.arange(0.0, max(end, 1e-9), ENSEMBLE_GRID_S)
         timeline = []
@@ -448,12 +454,17 @@ class Detector:
             if vals:
                 wsum = sum(w for w, _ in vals)
                 v = sum(w * x for w, x in vals) / wsum if wsum > 0 else float(np.mean([x for _, x in vals]))
-                timeline.append(WindowScore(float(g0), float(g1), v))
+                timeline.append(WindowScore(float(g0), float(g1), self._calibrated(v)))
         ps = np.array([w.p_fake for w in timeline]) if timeline else np.array([p])
         return ModelScore("ensemble", p, thr, src, verdict(p, thr), timeline, float(ps.max()),
                           float((ps >= thr).mean()),
                           source=_weights_text(weights, bool(self._card_weights))
                           + (f" ({', '.join(failed)} failed)" if failed else ""))
+
+
+def _platt(p: float, cal: dict) -> float:
+    z = float(np.log(max(p, 1e-6) / max(1 - p, 1e-6)))
+    return float(1 / (1 + np.exp(-(cal["a"] * z + cal["b"]))))
 
 
 def _weights_text(weights: dict[str, float], from_card: bool) -> str:

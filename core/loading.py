@@ -61,6 +61,7 @@ class LoadedSet:
     ensemble_card: dict | None = None
     skipped: dict[str, str] = field(default_factory=dict)   # model name -> why it could not be loaded
     band: Band | None = None       # the inconclusive band (core/assessment.py) for this selection
+    ensemble_calibration: dict | None = None   # Platt map of the ensemble's P(fake), when the card covers it
 
 
 def load_model(model_set: ModelSet, spec: ModelSpec, weights_dir=None, allow_download=True,
@@ -148,11 +149,12 @@ def load_set(name: str | None = "auto", models: str | list[str] | None = None,
     if ens_card and ens_card.get("threshold") is not None and _card_covers(ens_card, model_set, specs):
         thr, src = float(ens_card["threshold"]), ens_card.get("threshold_source", "ensemble card")
         band = band_from_card(ens_card, thr)
+        calibration = ens_card.get("calibration")
     else:
-        band = None
+        band, calibration = None, None
         weighted = _weighted_models(ens_card)
         thr, src = model_set.default_threshold, (
             model_set.threshold_source if model_set.name == "seed"
             else f"default 0.5 (the ensemble card's threshold needs {', '.join(weighted)} selected and loaded)" if weighted
             else "default 0.5 (no ensemble card for this selection)")
-    return LoadedSet(model_set, loaded, thr, src, ens_card, skipped, band or fallback_band(thr))
+    return LoadedSet(model_set, loaded, thr, src, ens_card, skipped, band or fallback_band(thr), calibration)

@@ -154,3 +154,21 @@ def fit_platt(logits, labels, iters: int = 500, min_slope: float = 1e-3) -> tupl
     if not np.isfinite(a) or a < min_slope:
         a, b = newton(min_slope, 0.0, False)
     return float(a), float(b)
+
+
+def reliability(labels, p, bins: int = 10) -> dict:
+    """Reliability diagram figures of P(fake): per equal-width bin of P, the clips, the mean P and
+    the share that is fake; and the expected calibration error (the clip-weighted mean gap)."""
+    y, s = _check(labels, p)
+    edges = np.linspace(0, 1, bins + 1)
+    idx = np.clip(np.digitize(s, edges[1:-1]), 0, bins - 1)
+    rows, ece = [], 0.0
+    for b in range(bins):
+        m = idx == b
+        if not m.any():
+            continue
+        conf, frac = float(s[m].mean()), float(y[m].mean())
+        rows.append({"bin": [float(edges[b]), float(edges[b + 1])], "clips": int(m.sum()),
+                     "mean_p_fake": round(conf, 4), "fake_share": round(frac, 4)})
+        ece += m.mean() * abs(conf - frac)
+    return {"ece": float(ece), "bins": rows}

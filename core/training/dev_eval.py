@@ -33,8 +33,20 @@ VARIANTS = {
 }
 
 
-def dev_items(restored: str | Path, split: str = "dev_eval"):
-    return [it for it in read_labelled(Path(restored) / "manifest.csv") if it.meta.get("split") == split]
+def dev_items(restored: str | Path, split: str = "dev_eval", cap: int = 0, seed: int = 0):
+    """The clips of one split; with `cap`, at most that many per (source, label), a seeded draw."""
+    items = [it for it in read_labelled(Path(restored) / "manifest.csv") if it.meta.get("split") == split]
+    if not cap:
+        return items
+    rng = np.random.default_rng(seed)
+    cells: dict = {}
+    for it in items:
+        cells.setdefault((it.group, it.label), []).append(it)
+    out = []
+    for key in sorted(cells):
+        c = cells[key]
+        out += [c[i] for i in sorted(rng.choice(len(c), cap, replace=False))] if len(c) > cap else c
+    return out
 
 
 def variant_path(item, restored: Path, cache: Path, variant: str) -> Path:
@@ -110,13 +122,18 @@ def main(argv=None) -> int:
     p.add_argument("--variants", default="restored,platform,phone")
     p.add_argument("--cache", default=None, help="where the platform/phone copies go (default OUT/audio)")
     p.add_argument("--set", dest="set_name", default="shipped")
-    p.add_argument("--weights-dir", default=None)
+    p.add_argument("--models", default=None, help="comma-separated subset (default: the whole set)")
+    p.add_argument("--weights-dir", default=None, help="looked at before the set's own folder")
+    p.add_argument("--split", default="dev_eval", help="the manifest split to score (train: with --cap)")
+    p.add_argument("--cap", type=int, default=0, help="at most this many clips per (source, label)")
     a = p.parse_args(argv)
     from ..inference import Detector
 
-    det = Detector.from_set(a.set_name, weights_dir=a.weights_dir, allow_download=False)
+    det = Detector.from_set(a.set_name, models=a.models, weights_dir=a.weights_dir, allow_download=False)
+    for name, why in det.loaded.skipped.items():
+        print(f"warning: {name} not loaded: {why}", file=sys.stderr)
     restored, out = Path(a.restored), Path(a.out)
-    items = dev_items(restored)
+    items = dev_items(restored, a.split, a.cap)
     for v in a.variants.split(","):
         csv_path = score_variant(det, items, restored, Path(a.cache or out / "audio"), v, out / f"{v}.csv")
         rows, cols = read_scores(csv_path)
