@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .audio import TARGET_SR
+from .audio import TARGET_SR, AudioReader
 from .errors import ConfigError
 from .features import FrontEnd
 from .loading import LoadedModel
@@ -72,6 +72,22 @@ def band_centres_hz(fe: FrontEnd) -> np.ndarray:
         return np.linspace(fe.f_min, f_max, fe.n_mels + 2)[1:-1]
     lo, hi = _hz_to_mel(np.array([fe.f_min, f_max], dtype=float), fe.mel_scale)
     return _mel_to_hz(np.linspace(lo, hi, fe.n_mels + 2)[1:-1], fe.mel_scale)
+
+
+def read_span(source, start_s: float, end_s: float, name: str | None = None) -> np.ndarray:
+    """The 16 kHz mono samples of [start_s, end_s) of a file (path, bytes or stream), decoded
+    as a stream so only that span is kept, however long the file."""
+    a, b = int(round(start_s * TARGET_SR)), int(round(end_s * TARGET_SR))
+    parts, pos = [], 0
+    with AudioReader(source, name) as reader:
+        for block in reader.blocks():
+            lo, hi = max(a - pos, 0), min(b - pos, len(block))
+            if lo < hi:
+                parts.append(block[lo:hi])
+            pos += len(block)
+            if pos >= b:
+                break
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
 
 def _front_end(model: LoadedModel) -> FrontEnd:

@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from conftest import speechlike, tone
+from core.audio import load_audio
 from core.errors import ConfigError
-from core.explain import band_centres_hz, occlusion_map
+from core.explain import band_centres_hz, occlusion_map, read_span
 from core.features import LOGLIN64, LOGMEL64, SEED_A, SEED_B
 from core.loading import LoadedModel
 from core.models.registry import ModelSpec
@@ -86,3 +87,11 @@ def test_band_centres_follow_the_filterbank():
 def test_a_too_short_window_is_refused():
     with pytest.raises(ConfigError, match="too short"):
         occlusion_map(probe(SEED_A, 0, 5), np.zeros(100, np.float32))
+
+
+def test_read_span_keeps_only_the_window(make):
+    path = make.write("s.wav", speechlike(5.0, 22_050, seed=4), 22_050)
+    whole = load_audio(path).samples
+    part = read_span(path, 1.5, 3.0)
+    assert len(part) == 24_000 and np.allclose(part, whole[24_000:48_000], atol=1e-6)
+    assert len(read_span(path, 4.5, 9.0)) == len(whole) - 72_000
