@@ -189,7 +189,7 @@ def test_a_click_on_the_timeline_seeks_the_player(app_env, engine, clip12):
                for s in tl["layout"]["shapes"])
     # the list shows the clicked cell; choosing from it afterwards moves the player again
     play = next(s for s in at.selectbox if s.label == "Play from")
-    assert f"at {w.start:.1f}-{w.start + 0.5:.1f} s" in play.value
+    assert f"at {w.start:.1f}-{w.start + 0.5:.1f} s" in play.options[play.index]
     play.set_value(0).run()
     assert at.get("audio")[0].proto.start_time == 0
 
