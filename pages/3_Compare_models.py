@@ -153,8 +153,9 @@ def main() -> None:
 
     st.subheader("Scores side by side")
     files = list(scores.index)
+    short = dict(zip(files, tables.short_labels(files)))
     pick = st.multiselect("Files in the bar chart", files, default=files[:min(MAX_BARS, 20)],
-                          key="compare_bar_files", max_selections=MAX_BARS,
+                          key="compare_bar_files", max_selections=MAX_BARS, format_func=short.get,
                           help=f"At most {MAX_BARS}, so the bars stay readable; the heatmap below shows every file.")
     if pick:
         st.plotly_chart(plots.grouped_bars_figure(scores.loc[pick], sel.custom), key="compare_bars")
@@ -185,7 +186,11 @@ def main() -> None:
         if split.empty:
             st.caption("None: on every file all models give the same verdict.")
         else:
-            st.dataframe(split, hide_index=True, width="stretch", key="compare_split")
+            split = tables.with_names(split)
+            st.dataframe(split[["name", *[c for c in split.columns if c not in ("name", "file")], "file"]],
+                         hide_index=True, width="stretch", key="compare_split",
+                         column_config={"name": st.column_config.TextColumn(pinned=True, width="medium"),
+                                        "file": st.column_config.TextColumn(width="large")})
 
     st.subheader("Against labels")
     labels, groups = choose_labels(files)

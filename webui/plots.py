@@ -22,9 +22,22 @@ ENSEMBLE_COLOUR = "#111111"
 PALETTE = ["#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"]
 
 
-def _layout(fig: go.Figure, title: str, height: int = 320, **kw) -> go.Figure:
-    fig.update_layout(title=dict(text=title, x=0, xanchor="left"), height=height,
-                      margin=dict(l=60, r=20, t=50, b=45), legend=dict(orientation="h", y=-0.25), **kw)
+def colorscale(name: str) -> list[list]:
+    """A named plotly colour scale as explicit rgb() stops. Why: Streamlit's chart theme swaps
+    colours "#000001"-"#000040" for its own theme colours (they are its placeholders), and
+    Magma's darkest stop is "#000004": left as it is, silence in a spectrogram turns pink."""
+    from plotly.colors import get_colorscale, hex_to_rgb
+
+    return [[pos, f"rgb{hex_to_rgb(c)}" if c.startswith("#") else c] for pos, c in get_colorscale(name)]
+
+
+def _layout(fig: go.Figure, title: str, height: int = 320, note: str | None = None, **kw) -> go.Figure:
+    """Shared look. A long explanation goes in `note`, a smaller second title line: plotly does
+    not wrap titles, so a short first line is what keeps the title whole on a phone."""
+    text = title + (f"<br><sup>{note}</sup>" if note else "")
+    fig.update_layout(title=dict(text=text, x=0, xanchor="left"), height=height,
+                      margin=dict(l=60, r=20, t=70 if note else 50, b=45), legend=dict(orientation="h", y=-0.25),
+                      **kw)
     return fig
 
 
@@ -50,7 +63,7 @@ def spectrogram_figure(view: AudioView) -> go.Figure:
     """The file's mel spectrogram up to its own Nyquist frequency, on a fixed dB scale relative
     to its peak (so silence is the floor colour), with the models' 0-8 kHz band marked."""
     fig = go.Figure(go.Heatmap(
-        x=view.spec_t, y=view.spec_f, z=view.spec_db, name="mel spectrogram", colorscale="Magma",
+        x=view.spec_t, y=view.spec_f, z=view.spec_db, name="mel spectrogram", colorscale=colorscale("Magma"),
         zmin=DB_FLOOR, zmax=0.0, colorbar=dict(title=dict(text="dB re peak")),
         hovertemplate="%{x:.2f} s<br>%{y:.0f} Hz<br>%{z:.1f} dB re peak<extra></extra>"))
     shapes, notes = [], []
@@ -58,29 +71,32 @@ def spectrogram_figure(view: AudioView) -> go.Figure:
         shapes.append(dict(type="line", xref="paper", yref="y", x0=0, x1=1, y0=MODEL_BAND_HZ, y1=MODEL_BAND_HZ,
                            line=dict(dash="dash", color="#7fdbff", width=1.5)))
         notes.append(dict(xref="paper", yref="y", x=1, y=MODEL_BAND_HZ, xanchor="right", yanchor="bottom",
-                          text="8 kHz: the models see only what lies below", showarrow=False,
-                          font=dict(size=11, color="#7fdbff")))
+                          text="models: 0-8 kHz", showarrow=False,
+                          bgcolor="rgba(0,0,0,0.55)", font=dict(size=11, color="#7fdbff")))
     fig.update_layout(shapes=shapes, annotations=notes)
     fig.update_xaxes(title="Time (s)", range=[0, max(view.duration_s, 1e-3)])
     fig.update_yaxes(title="Frequency (Hz)", range=[0, view.nyquist_hz])
-    return _layout(fig, f"Mel spectrogram at the file's {view.spec_rate} Hz (0-{view.nyquist_hz / 1000:g} kHz), "
-                        f"dB re its peak", height=320)
+    return _layout(fig, f"Mel spectrogram, 0-{view.nyquist_hz / 1000:g} kHz", height=330,
+                   note=f"at the file's own {view.spec_rate} Hz; dB re its peak")
+
+
+def band_labels(lo_hz, hi_hz) -> list[str]:
+    return [f"{lo / 1000:.1f}-{hi / 1000:.1f} kHz" for lo, hi in zip(lo_hz, hi_hz)]
 
 
 def occlusion_figure(occ: OcclusionMap, start_s: float, end_s: float) -> go.Figure:
-    """Drop in P(fake) when each time-frequency patch is hidden: red where the model looks."""
+    """Drop in P(fake) when each time-frequency patch is hidden: red where the model looks.
+    One equal row per band group of the model's own filterbank (mel bands are narrow low down)."""
     lim = max(float(np.abs(occ.drop).max()), 1e-6)
-    bands = [[lo, hi] for lo, hi in zip(occ.freq_lo_hz, occ.freq_hi_hz)]
     fig = go.Figure(go.Heatmap(
-        x=start_s + occ.time_s, y=occ.freq_hz, z=occ.drop, zmin=-lim, zmax=lim, zmid=0.0, colorscale="RdBu_r",
-        name="drop in P(fake)", colorbar=dict(title=dict(text="drop in<br>P(fake)")),
-        customdata=[[b] * len(occ.time_s) for b in bands],
-        hovertemplate="%{x:.2f} s, %{customdata[0]:.0f}-%{customdata[1]:.0f} Hz<br>"
-                      "hiding it lowers P(fake) by %{z:.3f}<extra></extra>"))
+        x=start_s + occ.time_s, y=band_labels(occ.freq_lo_hz, occ.freq_hi_hz), z=occ.drop, zmin=-lim, zmax=lim,
+        zmid=0.0, colorscale=colorscale("RdBu_r"), name="drop in P(fake)",
+        colorbar=dict(title=dict(text="drop in<br>P(fake)")),
+        hovertemplate="%{x:.2f} s, %{y}<br>hiding it lowers P(fake) by %{z:.3f}<extra></extra>"))
     fig.update_xaxes(title="Time (s)", range=[start_s, end_s])
-    fig.update_yaxes(title="Frequency (Hz, the model's bands)", range=[0, MODEL_BAND_HZ])
-    return _layout(fig, f"Where in frequency: {occ.model}, {start_s:.1f}-{end_s:.1f} s "
-                        f"(P(fake) {occ.p_fake:.3f})", height=300)
+    fig.update_yaxes(title="the model's bands (0-8 kHz)", type="category")
+    return _layout(fig, f"Where in frequency: {occ.model}", height=330,
+                   note=f"its most suspicious window, {start_s:.1f}-{end_s:.1f} s (P(fake) {occ.p_fake:.3f})")
 
 
 def timeline_figure(res: FileResult, selected: float | None = None) -> go.Figure:
@@ -134,8 +150,8 @@ def timeline_figure(res: FileResult, selected: float | None = None) -> go.Figure
     end = res.facts.duration_s if res.facts else None
     fig.update_xaxes(title="Time (s)", range=[0, end] if end else None)
     fig.update_yaxes(title=P_AXIS, range=[-0.02, 1.02])
-    return _layout(fig, "P(fake) over time (shaded: ensemble over threshold; click a point to play from it)",
-                   height=340)
+    return _layout(fig, "P(fake) over time", height=350,
+                   note="shaded: ensemble over threshold · click a point to play from it")
 
 
 # -- many files -----------------------------------------------------------------------------
@@ -205,7 +221,7 @@ def heatmap_figure(scores: pd.DataFrame) -> go.Figure:
     small = len(scores) <= 60  # numbers in the cells only while they are readable
     files = list(scores.index)
     fig = go.Figure(go.Heatmap(
-        z=z, x=list(scores.columns), y=files, zmin=0, zmax=1, colorscale="RdYlGn_r",
+        z=z, x=list(scores.columns), y=files, zmin=0, zmax=1, colorscale=colorscale("RdYlGn_r"),
         name="P(fake)", colorbar=dict(title=dict(text="P(fake)"), len=min(1.0, 600 / heatmap_height(len(files)))),
         text=[["" if np.isnan(v) else f"{v:.2f}" for v in row] for row in z] if small and z.size else None,
         texttemplate="%{text}" if small else None, hovertemplate="%{y}<br>%{x}: %{z:.3f}<extra></extra>"))
@@ -219,7 +235,8 @@ def heatmap_figure(scores: pd.DataFrame) -> go.Figure:
 def matrix_figure(m: pd.DataFrame, title: str, zmin: float, zmax: float, fmt: str = "{:.2f}") -> go.Figure:
     z = m.to_numpy(dtype=float)
     fig = go.Figure(go.Heatmap(
-        z=z, x=list(m.columns), y=list(m.index), zmin=zmin, zmax=zmax, colorscale="Blues", name=title,
+        z=z, x=list(m.columns), y=list(m.index), zmin=zmin, zmax=zmax, colorscale=colorscale("Blues"),
+        name=title,
         text=[["" if np.isnan(v) else fmt.format(v) for v in row] for row in z], texttemplate="%{text}"))
     fig.update_yaxes(autorange="reversed")
     return _layout(fig, title, height=360)
@@ -242,9 +259,9 @@ def roc_figure(curves: dict) -> go.Figure:
 def confusion_figure(cm: np.ndarray, name: str) -> go.Figure:
     """One model's confusion matrix; the model's name is the (short) title, so it fits a narrow column."""
     fig = go.Figure(go.Heatmap(
-        z=cm, x=["called real", "called fake"], y=["real", "fake"], colorscale="Blues", showscale=False,
-        name=name, text=cm.astype(str), texttemplate="%{text}", textfont=dict(size=16)))
+        z=cm, x=["called real", "called fake"], y=["real", "fake"], colorscale=colorscale("Blues"),
+        showscale=False, name=name, text=cm.astype(str), texttemplate="%{text}", textfont=dict(size=16)))
     fig.update_yaxes(autorange="reversed", title="true")
-    _layout(fig, f"{name}<br><sup>confusion at its threshold</sup>", height=260)
+    _layout(fig, name, height=260, note="confusion at its threshold")
     fig.update_layout(margin=dict(l=55, r=10, t=60, b=35), title=dict(font=dict(size=15)))
     return fig
