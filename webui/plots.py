@@ -150,7 +150,7 @@ def timeline_figure(res: FileResult, selected: float | None = None) -> go.Figure
     end = res.facts.duration_s if res.facts else None
     fig.update_xaxes(title="Time (s)", range=[0, end] if end else None)
     fig.update_yaxes(title=P_AXIS, range=[-0.02, 1.02])
-    return _layout(fig, "P(fake) over time", height=350,
+    return _layout(fig, "P(fake) over time", height=380,
                    note="shaded: ensemble over threshold · click a point to play from it")
 
 
@@ -200,9 +200,10 @@ def grouped_bars_figure(scores: pd.DataFrame, threshold: float | None = None) ->
     fig.update_layout(barmode="group", bargap=0.25)
     fig.update_xaxes(title="file", tickangle=-40 if len(files) > 4 else 0, **_file_axis(files))
     fig.update_yaxes(title=P_AXIS, range=[0, 1])
-    _layout(fig, "P(fake) per file and model", height=440)
+    _layout(fig, "P(fake) per file and model", height=480)
+    # title pinned to the top edge, legend just above the plot: room for the legend to wrap on a phone
     fig.update_layout(legend=dict(orientation="h", x=0, xanchor="left", y=1.02, yanchor="bottom"),
-                      margin=dict(t=80))
+                      title=dict(y=0.99, yanchor="top", yref="container"), margin=dict(t=120))
     return fig
 
 
