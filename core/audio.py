@@ -21,7 +21,7 @@ import re
 from fractions import Fraction
 import stat
 from dataclasses import asdict, dataclass, field
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
 import soundfile as sf
@@ -425,8 +425,12 @@ class AudioReader:
                 return
             yield b
 
-    def blocks(self, block_s: float = 30.0) -> Iterator[np.ndarray]:
-        """Yield mono float32 16 kHz blocks; `facts` is complete once this is exhausted."""
+    def blocks(self, block_s: float = 30.0,
+               native: Callable[[np.ndarray], None] | None = None) -> Iterator[np.ndarray]:
+        """Yield mono float32 16 kHz blocks; `facts` is complete once this is exhausted.
+
+        `native`, if given, is called with each mono block at the file's own rate before it is
+        resampled: a display can then draw what lies above 8 kHz from the same single decode."""
         if self._done:
             raise AudioError(f"{self.name}: already read")
         self.truncated = False
@@ -439,7 +443,10 @@ class AudioReader:
                     raise AudioError(f"{self.name}: sample values reach {self._acc.peak:.3g}, far beyond full "
                                      "scale (1.0): the file is damaged or not audio (float data that is not "
                                      "scaled to -1..1 must be rescaled first)")
-                yield _to_mono(b)
+                m = _to_mono(b)
+                if native is not None:
+                    native(m)
+                yield m
 
         for y in _resample_blocks(mono(), self.original_rate):
             self._acc.add_mono16k(y)

@@ -42,7 +42,14 @@ FACT_COLUMNS = ["duration_s", "original_rate", "channels", "container", "codec",
 
 
 def csv_columns(model_names: Iterable[str]) -> list[str]:
+    """The batch CSV's header: facts, each model's P(fake), the ensemble and its verdict, then each
+    model's own verdict (at its own threshold), so a reader can see which models said fake."""
     names = list(model_names)
+    return (_columns_before_verdicts(names)[:-2] + [f"verdict_{n}" for n in names] + ["warnings", "error"])
+
+
+def _columns_before_verdicts(names: list[str]) -> list[str]:
+    """The header written before the `verdict_<model>` columns existed: a CSV with it still resumes."""
     return (["file", "set"] + FACT_COLUMNS + [f"p_fake_{n}" for n in names]
             + ["p_fake_ensemble", "threshold_ensemble", "verdict", "assessment", "band_low", "band_high",
                "assessment_reasons", "warnings", "error"])
@@ -68,6 +75,7 @@ def result_to_row(res: FileResult, model_names: Iterable[str]) -> dict:
             continue
         if m.p_fake is not None:
             row[f"p_fake_{n}"] = round(m.p_fake, 6)
+            row[f"verdict_{n}"] = m.verdict or ""
         elif m.error:
             errors.append(f"{n}: {m.error}")
     if res.ensemble is not None and res.ensemble.p_fake is not None:
@@ -229,31 +237,51 @@ def repair_csv(path: str | os.PathLike) -> int:
     return size - keep
 
 
+def _read_header(path: Path) -> list[str] | None:
+    """The first row of an existing, non-empty CSV (None when there is none)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    with open(path, newline="", encoding="utf-8") as f:
+        return next(csv.reader(f), None)
+
+
+def _without_verdicts(columns: list[str]) -> list[str]:
+    return [c for c in columns if not c.startswith("verdict_")]
+
+
+def resume_columns(path: str | os.PathLike, columns: list[str]) -> list[str]:
+    """The layout to append rows in when resuming `path`: `columns`, or, for a CSV written before
+    the `verdict_<model>` columns existed (same models otherwise), that older layout, so the file
+    stays one consistent table. Its new rows then lack the per-model verdicts (BatchSummary says so)."""
+    older = _without_verdicts(columns)
+    return older if older != columns and _read_header(Path(path)) == older else columns
+
+
 def read_done(path: str | os.PathLike, columns: list[str]) -> dict[str, bool]:
     """Files already in an output CSV -> whether that row has a score (vs an error row).
 
-    The header must match `columns` (the same model selection), else resuming would mix
+    The header must match `columns` (the same model selection; a CSV from before the
+    `verdict_<model>` columns is accepted too, see `resume_columns`), else resuming would mix
     layouts: that is refused with what to do instead.
     """
     path = Path(path)
     done: dict[str, bool] = {}
-    if not path.exists() or path.stat().st_size == 0:
+    header = _read_header(path)
+    if header is None:
         return done
+    if header not in (columns, _without_verdicts(columns)):
+        only_there = [c for c in header if c not in columns] or ["none"]
+        only_here = [c for c in columns if c not in header] or ["none"]
+        raise ConfigError(
+            f"{path}: exists with other columns than this run (only in the file: {', '.join(only_there)}; "
+            f"only in this run: {', '.join(only_here)}); use the same --set/--models to resume it, "
+            "another --out, or --no-resume to overwrite it (a CSV from an older version cannot be resumed)")
+    i_file, i_ens = header.index("file"), header.index("p_fake_ensemble")
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            return done
-        if header != columns:
-            only_there = [c for c in header if c not in columns] or ["none"]
-            only_here = [c for c in columns if c not in header] or ["none"]
-            raise ConfigError(
-                f"{path}: exists with other columns than this run (only in the file: {', '.join(only_there)}; "
-                f"only in this run: {', '.join(only_here)}); use the same --set/--models to resume it, "
-                "another --out, or --no-resume to overwrite it (a CSV from an older version cannot be resumed)")
-        i_file, i_ens = columns.index("file"), columns.index("p_fake_ensemble")
+        next(reader, None)
         for rec in reader:
-            if len(rec) != len(columns):
+            if len(rec) != len(header):
                 continue  # cannot happen with rows written by run_batch; never fatal
             done[_key(rec[i_file])] = bool(rec[i_ens].strip())
     return done
@@ -302,6 +330,7 @@ class BatchSummary:
     repaired_bytes: int = 0      # size of the half-written last line cut off on resume
     seconds: float = 0.0
     interrupted: bool = False
+    older_layout: bool = False   # resumed a CSV from before the verdict_<model> columns (kept its layout)
     audio_s: float = 0.0         # seconds of audio scored by this run
     error_examples: list[str] = field(default_factory=list)
 
@@ -337,6 +366,9 @@ class BatchSummary:
                  + (f" ({self.files_per_s:.1f} files/s)" if self.scored + self.errors else "")]
         if self.model_errors:
             lines.append(f"{self.model_errors} rows have a model that failed (see the error column)")
+        if self.older_layout:
+            lines.append("resumed a CSV written before the verdict_<model> columns: its rows keep that layout "
+                         "(no per-model verdicts); use --no-resume or another --out to get them")
         if self.repaired_bytes:
             lines.append(f"cut a half-written last line ({self.repaired_bytes} bytes) left by an interrupted run")
         for e in self.error_examples:
@@ -384,6 +416,8 @@ def run_batch(sources: Iterable[str | os.PathLike], out_csv: str | os.PathLike, 
     summary.total = len(files)
     with _Lock(out):
         todo = plan_resume(out, files, columns, resume, summary)
+        columns = resume_columns(out, columns) if resume else columns
+        summary.older_layout = columns != csv_columns(names)
         if not resume:
             os.truncate(out, 0)
         if on_start:

@@ -270,7 +270,8 @@ def run_batch_ray(sources: Iterable[str | os.PathLike], out_csv: str | os.PathLi
         raise ConfigError(f"--num-workers must be at least 1, got {num_workers}")
     ray = require_ray()  # before anything else: without Ray, say so at once
 
-    from .batch import BatchSummary, _Lock, _row_bytes, _write_all, csv_columns, expand_sources, plan_resume
+    from .batch import (BatchSummary, _Lock, _row_bytes, _write_all, csv_columns, expand_sources, plan_resume,
+                        resume_columns)
     from .loading import resolve_set_name
     from .models.registry import get_set, select_models
 
@@ -293,6 +294,8 @@ def run_batch_ray(sources: Iterable[str | os.PathLike], out_csv: str | os.PathLi
     stats = stats if stats is not None else {}
     with _Lock(out):
         todo = plan_resume(out, files, columns, resume, summary)
+        columns = resume_columns(out, columns) if resume else columns
+        summary.older_layout = columns != csv_columns(names)
         # connect first: a cluster that cannot be reached leaves the output as it was
         with _ray_session(ray, address, runtime_env, ray_init_kwargs, needed=bool(todo)):
             plan = _plan_workers(ray, num_workers, cpus_per_worker, gpus_per_worker) if todo else None

@@ -61,10 +61,23 @@ def choose_files() -> tuple[list, str, tuple]:
     return items, f"folder `{rel or '.'}` under {root}", tuple(n for n, _ in items)
 
 
+def batch_columns(df) -> dict:
+    """Column settings: the file name pinned in front (the full path, whose start is only the
+    folders, further right and in full), scores as bars, long texts wide."""
+    cfg = {c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="%.3f")
+           for c in df.columns if c.startswith("p_fake_")}
+    cfg["name"] = st.column_config.TextColumn("name", pinned=True, width="medium",
+                                              help="The file's name; its full path is in the file column.")
+    cfg["file"] = st.column_config.TextColumn("file", width="large", help="The full path (or upload name).")
+    for c in ("error", "warnings"):
+        cfg[c] = st.column_config.TextColumn(c, width="large")
+    return cfg
+
+
 def show_results(run: state.BatchRun, sel: state.Selection) -> None:
     results = [tables.apply_threshold(r, sel.custom, state.CUSTOM_SOURCE) for r in run.results]
     names = run.model_names
-    df = tables.batch_frame(results, names)
+    df = tables.with_names(tables.batch_frame(results, names))
     counts = tables.verdict_counts(results)
     st.subheader("Results")
     st.markdown(f"{len(results)} files from {run.origin}, set **{run.set_name}**: "
@@ -83,9 +96,7 @@ def show_results(run: state.BatchRun, sel: state.Selection) -> None:
     if text:
         shown = shown[shown["file"].str.contains(text, case=False, regex=False)]
     shown = shown.drop(columns="_v")[tables.display_order(list(df.columns))]
-    pcols = {c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="%.3f")
-             for c in df.columns if c.startswith("p_fake_")}
-    st.dataframe(shown, hide_index=True, width="stretch", column_config=pcols, key="batch_table")
+    st.dataframe(shown, hide_index=True, width="stretch", column_config=batch_columns(df), key="batch_table")
     st.caption(f"Showing {len(shown)} of {len(df)} rows; click a column header to sort.")
     st.download_button("Download CSV (all rows, the CLI's columns)", tables.csv_bytes(results, names),
                        file_name="batch_scores.csv", mime="text/csv", key="batch_csv", type="primary")

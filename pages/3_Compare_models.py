@@ -11,7 +11,8 @@ from webui import plots, state, tables
 SOURCES = {"batch": "The last batch", "uploads": "Upload files here"}
 LABEL_SOURCES = {"none": "No labels", "folders": "real/ and fake/ in the file paths",
                  "table": "A labels CSV (manifest)"}
-MAX_BARS = 20
+MAX_BARS = 30        # files in the grouped bar chart at most (the heatmap shows every file)
+HEATMAP_VIEW_PX = 900  # a taller heatmap scrolls inside a box this high
 
 
 def get_run(det, sel) -> state.BatchRun | None:
@@ -40,7 +41,9 @@ def get_run(det, sel) -> state.BatchRun | None:
     return run
 
 
-def choose_labels(files: list[str]) -> dict[str, int]:
+def choose_labels(files: list[str]) -> tuple[dict[str, int], dict[str, dict[str, str]]]:
+    """The labels ({file: 1 fake / 0 real}) and, from a manifest with `source_repo` / `generator`
+    (or `attack_type`) columns, each file's groups for the breakdown."""
     from_paths = tables.labels_from_paths(files)
     if "compare_label_source" not in st.session_state:
         st.session_state["compare_label_source"] = "folders" if from_paths else "none"
@@ -49,21 +52,21 @@ def choose_labels(files: list[str]) -> dict[str, int]:
     if how == "folders":
         st.caption(f"Labels from folder names for {len(from_paths)} of {len(files)} files "
                    "(a `fake/` or `spoof/` folder means fake, `real/` or `bona-fide/` real).")
-        return from_paths
+        return from_paths, {}
     if how == "table":
         up = st.file_uploader("Labels CSV: a column with the file path or name, a column with the label",
                               type=["csv"], key="compare_labels_csv")
         if up is None:
-            return {}
+            return {}, {}
         try:
             table = pd.read_csv(io.BytesIO(up.getvalue()), dtype=str, keep_default_na=False)
         except Exception as e:
             st.error(f"{up.name}: cannot read it as CSV ({e})")
-            return {}
+            return {}, {}
         cols = list(table.columns)
         if len(cols) < 2:
             st.error(f"{up.name}: needs at least two columns (a path and a label); found {cols}")
-            return {}
+            return {}, {}
         c1, c2, c3 = st.columns(3)
         path_col = c1.selectbox("Path column", cols, key="compare_path_col",
                                 index=next((cols.index(c) for c in ("path", "file", "filename") if c in cols), 0))
@@ -77,8 +80,8 @@ def choose_labels(files: list[str]) -> dict[str, int]:
         st.caption(f"Matched labels for {len(labels)} of {len(files)} files"
                    + (f"; no label for: {', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"
                       if missing else "") + ".")
-        return labels
-    return {}
+        return labels, tables.groups_from_table(table, path_col, files)
+    return {}, {}
 
 
 def show_label_metrics(scores: pd.DataFrame, verdicts: pd.DataFrame, labels: dict[str, int]) -> None:
@@ -90,17 +93,41 @@ def show_label_metrics(scores: pd.DataFrame, verdicts: pd.DataFrame, labels: dic
                 "the P(fake) where that happens. Confusion matrices use each model's own threshold.")
     st.dataframe(summ, hide_index=True, width="stretch",
                  column_config={"EER": st.column_config.NumberColumn(format="percent"),
-                                "accuracy at threshold": st.column_config.NumberColumn(format="percent")})
+                                "accuracy at threshold": st.column_config.NumberColumn(format="percent"),
+                                "note": st.column_config.TextColumn(width="large")})
+    inverse = [r["model"] for _, r in summ.iterrows() if r["AUC"] == r["AUC"] and r["AUC"] < 0.5]
+    if inverse:
+        st.warning(f"AUC below 0.5 for {', '.join(inverse)}: on this data it ranks inversely, scoring real "
+                   "files higher than fakes. That is worse than chance, not a detector to flip: these files "
+                   "differ from what it learned (another generator, codec or recording chain).")
     if lm["roc"]:
         st.plotly_chart(plots.roc_figure(lm["roc"]), key="compare_roc")
     else:
         st.info("ROC curves and EER need both real and fake files among the labelled ones.")
     cms = lm["confusion"]
     if cms:
-        cols = st.columns(min(4, len(cms)))
+        st.caption("Confusion matrices at each model's own threshold.")
+        cols = st.columns(min(3, len(cms)))
         for i, (name, cm) in enumerate(cms.items()):
             with cols[i % len(cols)]:
                 st.plotly_chart(plots.confusion_figure(cm, name), key=f"compare_cm_{name}")
+
+
+def show_breakdown(scores: pd.DataFrame, verdicts: pd.DataFrame, labels: dict[str, int],
+                   groups: dict[str, dict[str, str]]) -> None:
+    """Per source and per generator: a detector that is fine overall can fail on one generator."""
+    st.markdown("**Per group** (from the manifest's " + ", ".join(f"`{c}`" for c in groups) + " columns)")
+    c1, c2 = st.columns(2)
+    col = c1.radio("Group by", list(groups), key="compare_group_by", horizontal=True)
+    metric = c2.radio("Metric", list(tables.GROUP_METRICS), key="compare_group_metric", horizontal=True)
+    df = tables.group_metrics(scores, verdicts, labels, groups[col], metric)
+    fmt = "percent" if metric != "AUC" else "%.3f"
+    st.dataframe(df, hide_index=True, width="stretch", key="compare_groups",
+                 column_config={"group": st.column_config.TextColumn(width="medium", pinned=True),
+                                **{c: st.column_config.NumberColumn(format=fmt) for c in scores.columns}})
+    st.caption("EER and AUC need real and fake files: a group of fakes only (one generator) is ranked against "
+               "every labelled real file, a group of real files against every fake (see *compared with*). "
+               "Accuracy is on the group's own files, at each model's threshold.")
 
 
 def main() -> None:
@@ -126,10 +153,19 @@ def main() -> None:
 
     st.subheader("Scores side by side")
     files = list(scores.index)
-    pick = st.multiselect("Files in the bar chart", files, default=files[:MAX_BARS], key="compare_bar_files")
+    short = dict(zip(files, tables.short_labels(files)))
+    pick = st.multiselect("Files in the bar chart", files, default=files[:min(MAX_BARS, 20)],
+                          key="compare_bar_files", max_selections=MAX_BARS, format_func=short.get,
+                          help=f"At most {MAX_BARS}, so the bars stay readable; the heatmap below shows every file.")
     if pick:
         st.plotly_chart(plots.grouped_bars_figure(scores.loc[pick], sel.custom), key="compare_bars")
-    st.plotly_chart(plots.heatmap_figure(scores), key="compare_heatmap")
+    heat = plots.heatmap_figure(scores)
+    if heat.layout.height > HEATMAP_VIEW_PX:
+        st.caption(f"{len(files)} files: scroll inside the heatmap; hover a row for its full path.")
+        with st.container(height=HEATMAP_VIEW_PX, border=False):
+            st.plotly_chart(heat, key="compare_heatmap")
+    else:
+        st.plotly_chart(heat, key="compare_heatmap")
 
     st.subheader("Agreement between models")
     if len(names) < 2:
@@ -150,12 +186,19 @@ def main() -> None:
         if split.empty:
             st.caption("None: on every file all models give the same verdict.")
         else:
-            st.dataframe(split, hide_index=True, width="stretch", key="compare_split")
+            split = tables.with_names(split)
+            st.dataframe(split[["name", *[c for c in split.columns if c not in ("name", "file")], "file"]],
+                         hide_index=True, width="stretch", key="compare_split",
+                         column_config={"name": st.column_config.TextColumn(pinned=True, width="medium"),
+                                        "file": st.column_config.TextColumn(width="large")})
 
     st.subheader("Against labels")
-    labels = choose_labels(files)
+    labels, groups = choose_labels(files)
     if labels:
-        show_label_metrics(scores, tables.verdict_matrix(results, names, ensemble=True), labels)
+        with_ens = tables.verdict_matrix(results, names, ensemble=True)
+        show_label_metrics(scores, with_ens, labels)
+        if groups:
+            show_breakdown(scores, with_ens, labels, groups)
 
 
 main()

@@ -66,6 +66,19 @@ def find_chart(at, title_part: str) -> dict:
     return hits[0]
 
 
+def click_chart(at, key_part: str, points: list[dict]):
+    """Run the app as if the user had clicked `points` on the plotly chart whose key contains
+    `key_part` (AppTest has no plotly interaction: the selection goes in as the widget's state)."""
+    charts = [el for el in at.get("plotly_chart") if key_part in (el.proto.id or "")]
+    assert len(charts) == 1, [el.proto.id for el in at.get("plotly_chart")]
+    states = at._tree.get_widget_states()
+    w = states.widgets.add()
+    w.id = charts[0].proto.id
+    w.string_value = json.dumps({"selection": {"points": points, "point_indices": list(range(len(points))),
+                                             "box": [], "lasso": []}})
+    return at._run(states)
+
+
 def trace_names(fig: dict) -> list[str]:
     return [t.get("name") for t in fig["data"]]
 

@@ -10,7 +10,7 @@ import re
 import numpy as np
 import pytest
 
-from app_helpers import (APP_MODELS, arr, find_chart, media_files, new_app, no_exception,  # noqa: F401
+from app_helpers import (APP_MODELS, arr, click_chart, find_chart, media_files, new_app, no_exception,  # noqa: F401
                          trace_names, write_clip)
 from core.assessment import assess
 from core.errors import AudioError
@@ -72,8 +72,7 @@ def test_verdict_numbers_and_plots_match_the_engine(app_env, engine, clip12):
     # the random heads give the models different opinions: the table is not one number repeated
     assert table["P(fake)"].nunique() > 2
 
-    facts = {r["fact"]: r["value"] for d in at.dataframe if "fact" in d.value.columns
-             for r in d.value.to_dict("records")}
+    facts = {k: r["value"] for t in at.table for k, r in t.value.iterrows()}
     assert facts["Original sample rate"] == "22050 Hz"
     assert facts["Duration"] == f"{exp.facts.duration_s:.2f} s"
 
@@ -96,10 +95,17 @@ def test_verdict_numbers_and_plots_match_the_engine(app_env, engine, clip12):
     assert np.all(arr(wf["data"][0]["y"]) >= arr(wf["data"][1]["y"]))
     sp = find_chart(at, "Mel spectrogram")
     hm = sp["data"][0]
-    assert hm["type"] == "heatmap" and hm["colorbar"]["title"]["text"] == "dB"
+    assert hm["type"] == "heatmap" and hm["colorbar"]["title"]["text"] == "dB re peak"
+    assert (hm["zmin"], hm["zmax"]) == (-80.0, 0.0)   # fixed scale: silence is the floor colour ...
+    # ... and that colour stays black: Streamlit's theme would repaint "#000004" (one of its placeholders)
+    assert hm["colorscale"][0][1] == "rgb(0, 0, 4)" and not any(c.startswith("#0000") for _, c in hm["colorscale"])
+    assert arr(hm["z"]).max() == 0.0 and arr(hm["z"]).min() >= -80.0
     assert sp["layout"]["yaxis"]["title"]["text"] == "Frequency (Hz)"
     assert sp["layout"]["xaxis"]["title"]["text"] == "Time (s)"
-    assert 0 < arr(hm["y"]).min() < arr(hm["y"]).max() < 8000
+    # drawn at the file's 22.05 kHz up to its Nyquist, with the models' 8 kHz limit marked
+    assert 8000 < arr(hm["y"]).max() < 11025 and sp["layout"]["yaxis"]["range"] == [0, 11025]
+    assert any(s.get("y0") == s.get("y1") == 8000 for s in sp["layout"]["shapes"])
+    assert "22050 Hz" in sp["layout"]["title"]["text"]
     assert arr(hm["z"]).shape == (len(arr(hm["y"])), len(arr(hm["x"])))
     assert arr(hm["x"]).max() == pytest.approx(12.0, abs=0.2)
 
@@ -168,14 +174,69 @@ def test_play_from_a_window(app_env, engine, clip12):
     over = [i for i, w in enumerate(exp.ensemble.windows) if w.p_fake >= exp.ensemble.threshold]
     flagged = [o for o in play.options if "over threshold" in o]
     assert len(flagged) == len(over)
+    ranked = sorted(exp.ensemble.windows, key=lambda w: (-w.p_fake, w.start))   # most suspicious first
+    assert play.options[1] == (f"P(fake) {ranked[0].p_fake:.3f} at {ranked[0].start:.1f}-{ranked[0].end:.1f} s"
+                               + (" · over threshold" if ranked[0].p_fake >= exp.ensemble.threshold else ""))
     k = 5
     play.set_value(k).run()
     no_exception(at)
-    start = exp.ensemble.windows[k - 1].start
+    start = ranked[k - 1].start
     assert at.get("audio")[0].proto.start_time == int(start)
     tl = find_chart(at, "P(fake) over time")
     vlines = [s for s in tl["layout"]["shapes"] if s.get("type") == "line" and s.get("x0") == s.get("x1")]
     assert any(s["x0"] == pytest.approx(start) for s in vlines)
+
+
+def test_a_click_on_the_timeline_seeks_the_player(app_env, engine, clip12):
+    exp = engine.score(clip12, name="speech.wav")
+    at = upload(new_app(PAGE), "speech.wav", clip12)
+    w = exp.models["resnet"].windows[-1]
+    click_chart(at, "analyze_timeline", [{"x": (w.start + w.end) / 2, "y": w.p_fake, "curve_number": 0,
+                                          "point_index": len(exp.models["resnet"].windows) - 1,
+                                          "customdata": [w.start, w.end]}])
+    no_exception(at)
+    assert at.get("audio")[0].proto.start_time == int(w.start) > 0
+    assert any(f"Playing from {w.start:.1f} s" in c.value for c in at.caption)
+    tl = find_chart(at, "P(fake) over time")
+    assert any(s.get("type") == "line" and s.get("x0") == s.get("x1") == pytest.approx(w.start)
+               for s in tl["layout"]["shapes"])
+    # the list shows the clicked cell; choosing from it afterwards moves the player again
+    play = next(s for s in at.selectbox if s.label == "Play from")
+    assert f"at {w.start:.1f}-{w.start + 0.5:.1f} s" in play.options[play.index]
+    play.set_value(0).run()
+    assert at.get("audio")[0].proto.start_time == 0
+
+
+def test_occlusion_map_on_request(app_env, engine, clip12, monkeypatch):
+    import core.explain
+
+    exp = engine.score(clip12, name="speech.wav")
+    at = upload(new_app(PAGE), "speech.wav", clip12)
+    model = at.selectbox(key="analyze_occlusion_model")
+    assert model.options[0].startswith("resnet")   # the CNN first
+    assert not [s for s in map(str, find_all_titles(at)) if "Where in frequency" in s], "only on request"
+    calls = []
+    real = core.explain.occlusion_map
+    monkeypatch.setattr(core.explain, "occlusion_map", lambda *a, **k: calls.append(1) or real(*a, **k))
+    at.button(key="analyze_occlusion_run").click().run()
+    no_exception(at)
+    fig = find_chart(at, "Where in frequency: resnet")
+    hm = fig["data"][0]
+    z = arr(hm["z"])
+    assert z.shape == (8, 10) and np.isfinite(z).all()
+    ws = max(exp.models["resnet"].windows, key=lambda w: w.p_fake)
+    assert ws.start <= arr(hm["x"]).min() < arr(hm["x"]).max() <= ws.end
+    assert len(hm["y"]) == 8 and hm["y"][0].startswith("0.0-") and hm["y"][-1].endswith("kHz")
+    at.run()
+    no_exception(at)
+    find_chart(at, "Where in frequency: resnet")   # kept across reruns
+    assert len(calls) <= 1
+
+
+def find_all_titles(at):
+    from app_helpers import plotly_specs
+
+    return [s.get("layout", {}).get("title", {}).get("text", "") for s in plotly_specs(at).values()]
 
 
 def test_bad_file_shows_the_engine_error(app_env, engine):

@@ -52,9 +52,9 @@ def test_uploads_give_a_row_per_file_and_the_clis_csv(app_env, engine, clips, me
 
     expected = {r.file: r for r in engine.score_many([(n, (clips / n).read_bytes()) for n in names])}
     df = table(at)
-    assert sorted(df.columns) == sorted(csv_columns(APP_MODELS))
-    assert list(df.columns[:3]) == ["file", "verdict", "p_fake_ensemble"]
-    assert sorted(df["file"]) == sorted(names)
+    assert sorted(df.columns) == sorted(csv_columns(APP_MODELS) + ["name"])
+    assert list(df.columns[:3]) == ["name", "verdict", "p_fake_ensemble"]
+    assert sorted(df["file"]) == sorted(names) and list(df["name"]) == list(df["file"])
     for _, row in df.iterrows():
         exp = expected[row["file"]]
         if exp.error:
@@ -66,6 +66,8 @@ def test_uploads_give_a_row_per_file_and_the_clis_csv(app_env, engine, clips, me
         assert row["p_fake_ensemble"] == pytest.approx(exp.ensemble.p_fake, abs=2e-6)
         assert row["verdict"] == exp.ensemble.verdict
         assert row["original_rate"] == exp.facts.original_rate
+        for m in APP_MODELS:
+            assert row[f"verdict_{m}"] == exp.models[m].verdict
     # the bad file is listed with its error, not dropped
     assert any(norm(expected["zz_broken.wav"].error) == norm(e.value) for e in at.error)
 
@@ -155,6 +157,8 @@ def test_folder_under_the_root_only(app_env, engine, tmp_path, monkeypatch, medi
     no_exception(at)
     df = table(at)
     assert sorted(df["file"]) == ["fake/b.wav", "fake/deeper/c c.wav", "real/a.wav"]
+    # the name first: the file name, not the folders a long path starts with
+    assert list(df.columns[:1]) == ["name"] and sorted(df["name"]) == ["a.wav", "b.wav", "c c.wav"]
     assert not any("secret" in f for f in df["file"])
     exp = engine.score(root / "fake" / "b.wav")
     assert df.set_index("file").loc["fake/b.wav", "p_fake_ensemble"] == pytest.approx(exp.ensemble.p_fake, abs=2e-6)

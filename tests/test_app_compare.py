@@ -50,8 +50,12 @@ def test_compare_last_batch_with_folder_labels(app_env, engine, labelled_root, m
     for t in bars["data"]:
         assert list(t["x"]) == files
         assert np.allclose(arr(t["y"]), scores[t["name"]], atol=2e-6)
-    heat = find_chart(at, "Files x models")["data"][0]
+    assert list(bars["layout"]["xaxis"]["ticktext"]) == [f.split("/")[-1] for f in files]   # names, not folders
+    assert bars["layout"]["legend"]["y"] > 1, "the legend sits above the plot, clear of the file names"
+    heat_fig = find_chart(at, "Files x models")
+    heat = heat_fig["data"][0]
     assert list(heat["x"]) == [*APP_MODELS, "ensemble"] and list(heat["y"]) == files
+    assert list(heat_fig["layout"]["yaxis"]["ticktext"]) == [f.split("/")[-1] for f in files]
     assert np.allclose(arr(heat["z"]), np.stack([scores[m] for m in heat["x"]], axis=1), atol=2e-6)
 
     pct = find_chart(at, "Percent agreement")["data"][0]
@@ -80,8 +84,13 @@ def test_compare_last_batch_with_folder_labels(app_env, engine, labelled_root, m
     roc = find_chart(at, "ROC curves")
     assert trace_names(roc)[0] == "chance"
     assert [n.split(" ")[0] for n in trace_names(roc)[1:]] == [*APP_MODELS, "ensemble"]
+    inverse = [m for m in [*APP_MODELS, "ensemble"] if metrics.roc_auc(labels, scores[m]) < 0.5]
+    notes = [w.value for w in at.warning if "AUC below 0.5" in w.value]
+    assert bool(notes) == bool(inverse) and all(m in notes[0] for m in inverse)
+    for m in inverse:
+        assert summary.loc[m, "note"].startswith("ranks inversely")
     for m in [*APP_MODELS, "ensemble"]:
-        cm = find_chart(at, f"Confusion at threshold: {m}")
+        cm = find_chart(at, f"{m}<br><sup>confusion at its threshold")
         want = metrics.confusion(labels, verdicts[m])
         assert np.array_equal(arr(cm["data"][0]["z"]), want)
 
@@ -91,8 +100,10 @@ def test_compare_uploads_with_a_mapped_label_column(app_env, engine, tmp_path):
              for i in range(5)}
     truth = {"clip0.wav": "bonafide", "clip1.wav": "spoof", "clip2.wav": "spoof", "clip3.wav": "bonafide",
              "clip4.wav": "spoof"}
-    manifest = "recording,truth,speaker\n" + "".join(f"some/dir/{k},{v},s{i}\n" for i, (k, v) in
-                                                     enumerate(truth.items()))
+    gens = {"bonafide": "ground_truth"}
+    manifest = "recording,truth,speaker,source_repo,generator\n" + "".join(
+        f"some/dir/{k},{v},s{i},{'o/a' if i < 3 else 'o/b'},{gens.get(v, 'vits' if i % 2 else 'hifigan')}\n"
+        for i, (k, v) in enumerate(truth.items()))
     at = new_app(PAGE)
     assert at.radio(key="compare_source").value == "uploads"
     for n, b in clips.items():
@@ -117,7 +128,47 @@ def test_compare_uploads_with_a_mapped_label_column(app_env, engine, tmp_path):
         s = np.array([res[f].models[m].p_fake for f in files])
         assert summary.loc[m, "EER"] == pytest.approx(metrics.eer(labels, s)[0], abs=1e-6)
         assert summary.loc[m, "fake"] == 3 and summary.loc[m, "real"] == 2
+    # the manifest's source_repo and generator columns give a breakdown per group
+    assert at.radio(key="compare_group_by").options == ["source_repo", "generator"]
+    groups = next(d.value for d in at.dataframe if "compared with" in d.value.columns).set_index("group")
+    assert sorted(groups.index) == ["o/a", "o/b"] and list(groups["files"]) == [3, 2]
+    sub = [f for f in files if f in ("clip0.wav", "clip1.wav", "clip2.wav")]
+    y = np.array([1 if truth[f] == "spoof" else 0 for f in sub])
+    for m in APP_MODELS:
+        s = np.array([res[f].models[m].p_fake for f in sub])
+        assert groups.loc["o/a", m] == pytest.approx(metrics.eer(y, s)[0], abs=1e-6)
+    at.radio(key="compare_group_by").set_value("generator").run()
+    at.radio(key="compare_group_metric").set_value("AUC").run()
+    no_exception(at)
+    groups = next(d.value for d in at.dataframe if "compared with" in d.value.columns).set_index("group")
+    assert sorted(groups.index) == ["ground_truth", "hifigan", "vits"]
+    assert groups.loc["vits", "compared with"] == "all real files"
+    vits = [f for f in files if truth[f] == "spoof" and files.index(f) % 2] + [f for f in files if truth[f] != "spoof"]
+    y = np.array([1 if truth[f] == "spoof" else 0 for f in vits])
+    for m in APP_MODELS:
+        s = np.array([res[f].models[m].p_fake for f in vits])
+        assert groups.loc["vits", m] == pytest.approx(metrics.roc_auc(y, s), abs=1e-6)
     # the upload was scored once: rerunning the page reuses the run
     run = at.session_state["dd_compare_run"]
     at.run()
     assert at.session_state["dd_compare_run"] is run
+
+
+@pytest.mark.parametrize("n", [10, 200])
+def test_charts_stay_readable_at_10_and_200_files(n):
+    """Every file labelled in the heatmap (a row high enough to read), names not folders on the
+    bars, the legend above them; confusion titles short enough for a narrow column."""
+    import pandas as pd
+
+    from webui import plots
+
+    rng = np.random.default_rng(0)
+    files = [f"clips/some_long_source_name/speaker_{i % 7}/take_{i:03d}.wav" for i in range(n)]
+    scores = pd.DataFrame(rng.uniform(size=(n, 3)), index=files, columns=["resnet", "lstm", "ensemble"])
+    heat = plots.heatmap_figure(scores)
+    assert list(heat.layout.yaxis.ticktext) == [f.split("/")[-1] for f in files]
+    assert heat.layout.height >= 13 * n and heat.layout.yaxis.tickfont.size >= 10
+    bars = plots.grouped_bars_figure(scores.iloc[:30])
+    assert bars.layout.legend.y > 1 and bars.layout.xaxis.ticktext[0] == "take_000.wav"
+    title = plots.confusion_figure(np.eye(2, dtype=int), "ensemble").layout.title.text
+    assert title.split("<br>")[0] == "ensemble"

@@ -43,7 +43,8 @@ def test_audio_view_is_bounded_and_finds_a_tone(tmp_path):
     v = display.audio_view(path, max_columns=400)
     assert v.duration_s == pytest.approx(secs, abs=0.01)
     assert len(v.env_t) <= 400 and v.spec_db.shape[1] <= 400
-    assert v.spec_db.shape[0] == len(v.spec_f) == display.SPEC_N_MELS
+    assert v.spec_db.shape[0] == len(v.spec_f) == display.spectrogram_geometry(sr, secs, 400)[2]
+    assert v.spec_rate == sr and v.spec_f.max() < sr / 2
     assert v.env_t[-1] == pytest.approx(secs, abs=secs / 200)
     assert v.spec_t[-1] == pytest.approx(secs, abs=secs / 100)
     assert np.all(v.env_max >= v.env_min) and v.env_max.max() == pytest.approx(0.5, abs=0.02)
@@ -51,7 +52,30 @@ def test_audio_view_is_bounded_and_finds_a_tone(tmp_path):
     assert abs(v.spec_f[int(np.argmax(loud))] - 1000.0) < 120  # the band nearest 1 kHz is the loudest
     quiet = (v.env_t > 40.2) & (v.env_t < 40.8)
     assert quiet.any() and np.abs(v.env_max[quiet]).max() < 0.05
-    assert v.spec_db.max() - v.spec_db.min() <= display.DB_RANGE + 1e-3
+    assert v.spec_db.max() == 0.0 and v.spec_db.min() >= display.DB_FLOOR
+    silent = (v.spec_t > 40.2) & (v.spec_t < 40.8)
+    assert silent.any() and np.all(v.spec_db[:, silent] == display.DB_FLOOR), "silence is drawn as silence"
+
+
+def test_spectrogram_reaches_the_files_nyquist_and_silence_stays_dark(tmp_path):
+    """A quiet 48 kHz file with a 12 kHz tone, then digital silence: the spectrogram is drawn at
+    the file's rate up to 24 kHz (the tone shows, though the models never hear it), in dB
+    relative to the file's peak, so the quiet tone is the top of the scale and silence the floor."""
+    import soundfile as sf
+
+    sr = 48_000
+    t = np.arange(2 * sr) / sr
+    x = np.concatenate([0.01 * np.sin(2 * np.pi * 12_000 * t), np.zeros(sr)]).astype(np.float32)
+    sf.write(tmp_path / "hi.wav", x, sr)
+    v = display.audio_view(tmp_path / "hi.wav")
+    assert v.spec_rate == sr and v.nyquist_hz == 24_000 and 20_000 < v.spec_f.max() < 24_000
+    loud = v.spec_db[:, v.spec_t < 1.8].mean(axis=1)
+    assert abs(v.spec_f[int(np.argmax(loud))] - 12_000) < 400
+    assert v.spec_db.max() == 0.0
+    tail = v.spec_t > 2.2
+    assert np.all(v.spec_db[:, tail] == display.DB_FLOOR)
+    low = v.spec_f < 8_000   # speech bands without content: far below the tone, near the floor
+    assert v.spec_db[low][:, v.spec_t < 1.8].max() < -40
 
 
 def test_audio_view_refuses_garbage_with_the_engines_error():
@@ -99,7 +123,7 @@ def test_csv_bytes_are_the_rows_of_result_to_row():
     assert df["p_fake_resnet"].dtype == float
     assert tables.verdict_counts(rs) == {"fake": 1, "real": 1, "error": 1}
     order = tables.display_order(list(df.columns))
-    assert sorted(order) == sorted(df.columns) and order[:3] == ["file", "verdict", "p_fake_ensemble"]
+    assert sorted(order) == sorted(df.columns) and order[:3] == ["verdict", "p_fake_ensemble", "p_fake_resnet"]
 
 
 def test_matrices_agreement_and_split_files():
@@ -213,12 +237,58 @@ def test_one_detector_scores_two_files_at_once_without_mixing(seed_weights, tmp_
             assert r.models[m].p_fake == pytest.approx(alone[n].models[m].p_fake, abs=1e-6)
 
 
-def test_window_choices_stay_bounded_for_long_files():
-    cells = [(i * 0.5, i * 0.5 + 0.5, p) for i, p in enumerate(np.linspace(0, 1, 1000) ** 3)]
+def test_window_choices_put_the_most_suspicious_moment_first():
+    cells = [(i * 0.5, i * 0.5 + 0.5, p) for i, p in enumerate(np.sin(np.linspace(0, 9, 1000)) ** 2)]
     r = _result("long.wav", {"a": 0.5}, ens_windows=cells)
-    short = tables.window_choices(r, limit=2000)
-    assert len(short) == 1000 and [c[0] for c in short] == [c[0] for c in cells]
+    every = tables.window_choices(r, limit=2000)
+    assert len(every) == 1000 and every[0][2] == max(c[2] for c in cells)
+    assert [c[2] for c in every] == sorted((c[2] for c in cells), reverse=True)
     few = tables.window_choices(r, limit=50)
-    assert len(few) == 50 and [c[0] for c in few] == sorted(c[0] for c in few)
-    assert all(c[3] for c in few)  # cells over threshold come first: the top 50 are all over 0.5
-    assert min(c[2] for c in few) >= sorted(c[2] for c in cells)[-50]
+    assert few == every[:50] and all(c[3] for c in few)   # the top 50 are all over threshold 0.5
+    tied = _result("t.wav", {"a": 0.5}, ens_windows=[(0, .5, .7), (.5, 1, .9), (1, 1.5, .7)])
+    assert [c[0] for c in tables.window_choices(tied)] == [.5, 0, 1]   # equals in time order
+
+
+def test_a_click_on_the_timeline_gives_the_windows_start():
+    assert tables.start_from_selection([{"x": 3.2, "customdata": [3.0, 3.5]}]) == 3.0
+    assert tables.start_from_selection([{"x": 7.25}]) == 7.25
+    assert tables.start_from_selection([{"x": -0.1}]) == 0.0
+    assert tables.start_from_selection([]) is None and tables.start_from_selection(None) is None
+    assert tables.start_from_selection([{"x": "a"}, {"x": 2.0}]) == 2.0
+    m = _score("m", 0.5, windows=[(0, 1, .2), (1, 2, .8), (2, 3, .8)])
+    assert tables.suspicious_window(m) == (1, 2) and tables.suspicious_window(_score("x", None)) is None
+
+
+def test_short_labels_show_the_name_and_only_the_folders_that_tell_names_apart():
+    paths = ["clips/speechresearch/a/very/long/folder/gt/001.wav", "clips/x/fake/001.wav", "clips/x/b.wav", "c.wav"]
+    assert tables.short_labels(paths) == ["gt/001.wav", "fake/001.wav", "b.wav", "c.wav"]
+    assert tables.short_labels(["a/x.wav", "a/x.wav"]) == ["a/x.wav", "a/x.wav"]   # same path: as far as it goes
+    df = tables.with_names(pd.DataFrame({"file": ["deep/er/one.wav", "two.wav"]}))
+    assert list(df["name"]) == ["one.wav", "two.wav"] and list(df["file"]) == ["deep/er/one.wav", "two.wav"]
+    order = tables.display_order(["file", "set", "verdict", "verdict_a", "p_fake_a", "p_fake_ensemble", "name"])
+    assert order[:5] == ["name", "verdict", "p_fake_ensemble", "p_fake_a", "verdict_a"]
+
+
+def test_breakdown_per_source_and_generator():
+    """Generators hold only fakes: each is ranked against every real file; accuracy is per group."""
+    files = ["r1", "r2", "r3", "f1", "f2", "f3", "f4"]
+    labels = {"r1": 0, "r2": 0, "r3": 0, "f1": 1, "f2": 1, "f3": 1, "f4": 1}
+    scores = pd.DataFrame({"m": [.1, .2, .6, .9, .8, .3, .05]}, index=files)
+    verdicts = (scores >= 0.5).astype(float)
+    gen = {"r1": "ground_truth", "r2": "ground_truth", "r3": "ground_truth", "f1": "vits", "f2": "vits",
+           "f3": "wavegan", "f4": "wavegan"}
+    auc = tables.group_metrics(scores, verdicts, labels, gen, "AUC").set_index("group")
+    assert auc.loc["vits", "m"] == 1.0 and auc.loc["vits", "compared with"] == "all real files"
+    assert auc.loc["wavegan", "m"] == pytest.approx(2 / 6)    # f3 beats r1 and r2, of 2 x 3 pairs
+    assert auc.loc["ground_truth", "compared with"] == "all fake files"
+    acc = tables.group_metrics(scores, verdicts, labels, gen, "accuracy at threshold").set_index("group")
+    assert acc.loc["vits", "m"] == 1.0 and acc.loc["wavegan", "m"] == 0.0
+    assert acc.loc["ground_truth", "m"] == pytest.approx(2 / 3) and acc.loc["ground_truth", "files"] == 3
+    src = {f: "repoA" for f in ("r1", "f1", "f2")} | {f: "repoB" for f in ("r2", "r3", "f3", "f4")}
+    eer = tables.group_metrics(scores, verdicts, labels, src, "EER").set_index("group")
+    assert eer.loc["repoA", "compared with"] == "its own files" and eer.loc["repoA", "m"] == 0.0
+    assert tables.auc_note(0.3).startswith("ranks inversely") and tables.auc_note(0.9) == ""
+    table = pd.DataFrame({"path": ["x/r1", "x/f3"], "label": ["real", "fake"], "generator": ["ground_truth", "wavegan"],
+                          "source_repo": ["o/a", ""]})
+    groups = tables.groups_from_table(table, "path", ["r1", "f3", "other"])
+    assert groups == {"source_repo": {"r1": "o/a"}, "generator": {"r1": "ground_truth", "f3": "wavegan"}}

@@ -114,7 +114,7 @@ def test_read_done_refuses_another_layout(tmp_path):
     p.write_text(",".join(csv_columns(["lstm"])) + "\n")
     with pytest.raises(ConfigError, match="only in the file: none; only in this run: p_fake_darts.*--no-resume"):
         read_done(p, csv_columns(["darts", "lstm"]))
-    old = [c for c in csv_columns(["lstm"]) if c != "warnings"]   # a CSV from before the warnings column
+    old = [c for c in csv_columns(["lstm"]) if c != "warnings"]   # a CSV without the warnings column
     p.write_text(",".join(old) + "\n")
     with pytest.raises(ConfigError, match="only in this run: warnings"):
         read_done(p, csv_columns(["lstm"]))
@@ -141,6 +141,9 @@ def test_batch_rows_error_rows_and_resume(det2, make, tmp_path):
             assert r["verdict"] in ("fake", "real") and float(r["duration_s"]) > 0
             assert float(r["p_fake_ensemble"]) == pytest.approx(
                 (float(r["p_fake_darts"]) + float(r["p_fake_lstm"])) / 2, abs=1e-5)
+            for m in ("darts", "lstm"):   # each model's own verdict, at its own threshold
+                thr = next(x.threshold for x in det2.models if x.name == m)
+                assert r[f"verdict_{m}"] == ("fake" if float(r[f"p_fake_{m}"]) >= thr else "real")
     assert "bad" in s.text() and s.any_scored
 
     # rerun: nothing new, nothing duplicated
@@ -158,6 +161,27 @@ def test_batch_rows_error_rows_and_resume(det2, make, tmp_path):
     # --no-resume starts afresh
     s4 = run_batch([make.folder], out, det2, resume=False)
     assert s4.skipped == 0 and s4.scored == 5 and len(assert_valid_csv(out, cols)) == 7
+
+
+def test_a_csv_from_before_the_verdict_columns_resumes_in_its_own_layout(det2, make, tmp_path):
+    """Resuming a CSV written before `verdict_<model>` existed keeps that file one table: new rows
+    are appended in its layout, and the summary says how to get the per-model verdicts."""
+    files = small_tree(make, n_ok=3, n_bad=0)
+    out = tmp_path / "old.csv"
+    run_batch([files[0]], out, det2)
+    new_cols = csv_columns(["darts", "lstm"])
+    old_cols = [c for c in new_cols if not c.startswith("verdict_")]
+    rows = read_rows(out)
+    with open(out, "w", newline="") as f:   # the same row as an older version wrote it
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(old_cols)
+        w.writerows([[r[c] for c in old_cols] for r in rows])
+    s = run_batch([make.folder], out, det2)
+    assert (s.skipped, s.scored) == (1, 2) and s.older_layout
+    assert "verdict_<model>" in s.text() and "--no-resume" in s.text()
+    assert len(assert_valid_csv(out, old_cols)) == 3
+    s2 = run_batch([make.folder], out, det2, resume=False)
+    assert not s2.older_layout and len(assert_valid_csv(out, new_cols)) == 3
 
 
 def test_half_written_last_row_is_repaired_on_resume(det2, make, tmp_path):

@@ -112,19 +112,38 @@ def facts_rows(res: FileResult) -> list[tuple[str, str]]:
 
 
 def window_choices(res: FileResult, limit: int = 120) -> list[tuple[float, float, float, bool]]:
-    """(start, end, P(fake), over threshold) of the ensemble timeline's cells to offer as play positions.
-
-    Every cell, in time order, when there are at most `limit`; for a long file the cells over
-    threshold and the highest-scoring others, `limit` in all, still in time order.
-    """
+    """(start, end, P(fake), over threshold) of the ensemble timeline's cells to offer as play
+    positions, most suspicious first (ties in time order), at most `limit` of them: the moment
+    a listener wants is at the top of the list, not somewhere down a timeline."""
     ens = res.ensemble
     if ens is None or ens.p_fake is None:
         return []
     cells = [(w.start, w.end, w.p_fake, w.p_fake >= ens.threshold) for w in ens.windows]
-    if len(cells) <= limit:
-        return cells
-    keep = sorted(range(len(cells)), key=lambda i: (not cells[i][3], -cells[i][2], i))[:limit]
-    return [cells[i] for i in sorted(keep)]
+    return sorted(cells, key=lambda c: (-c[2], c[0]))[:limit]
+
+
+def start_from_selection(points: list[dict]) -> float | None:
+    """The play position a click on the timeline asks for: the start of the clicked point's
+    window (its customdata), else its time; None when nothing usable was clicked."""
+    for pt in points or []:
+        data = pt.get("customdata")
+        if isinstance(data, (list, tuple)) and data and _finite(data[0]):
+            return max(0.0, float(data[0]))
+        if _finite(pt.get("x")):
+            return max(0.0, float(pt["x"]))
+    return None
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def suspicious_window(m: ModelScore) -> tuple[float, float] | None:
+    """(start, end) of the model's highest-P(fake) window (the first of equals), or None."""
+    if m.p_fake is None or not m.windows:
+        return None
+    w = max(m.windows, key=lambda w: (w.p_fake, -w.start))
+    return w.start, w.end
 
 
 def over_threshold_spans(windows, threshold: float) -> list[tuple[float, float]]:
@@ -163,11 +182,35 @@ def batch_frame(results: list[FileResult], model_names: list[str]) -> pd.DataFra
     return df
 
 
+def short_labels(paths: list[str]) -> list[str]:
+    """Each path's file name, with as many parent folders as it takes to tell equal names apart:
+    what a table or an axis shows of a long path (its start is the least telling part)."""
+    parts = [PurePosixPath(str(p).replace("\\", "/")).parts or (str(p),) for p in paths]
+    depth = [1] * len(parts)
+    while True:
+        labels = ["/".join(pp[-d:]) for pp, d in zip(parts, depth)]
+        seen: dict[str, list[int]] = {}
+        for i, lab in enumerate(labels):
+            seen.setdefault(lab, []).append(i)
+        grow = [i for group in seen.values() if len(group) > 1 for i in group if depth[i] < len(parts[i])]
+        if not grow:
+            return labels
+        for i in grow:
+            depth[i] += 1
+
+
+def with_names(df: pd.DataFrame) -> pd.DataFrame:
+    """The batch table with a `name` column (the file name) in front: the full path stays in `file`."""
+    return df.assign(name=short_labels(list(df["file"]))) if len(df) else df.assign(name=pd.Series(dtype=str))
+
+
 def display_order(columns: list[str]) -> list[str]:
-    """The batch table on screen: file, verdict and scores first, then the error, the warnings and the facts."""
-    first = ["file", "verdict", "p_fake_ensemble"] + [c for c in columns if c.startswith("p_fake_")
+    """The batch table on screen: the file's name, verdicts and scores first, then the error, the
+    warnings, the full path and the facts."""
+    first = ["name", "verdict", "p_fake_ensemble"] + [c for c in columns if c.startswith("p_fake_")
                                                      and c != "p_fake_ensemble"]
-    first += ["threshold_ensemble", "error", "warnings"]
+    first += [c for c in columns if c.startswith("verdict_")]
+    first += ["threshold_ensemble", "error", "warnings", "file"]
     return [c for c in first if c in columns] + [c for c in columns if c not in first]
 
 
@@ -297,22 +340,20 @@ def default_fake_values(values) -> list[str]:
     return [v for v in values if str(v).strip().lower() in fake]
 
 
-def labels_from_table(table: pd.DataFrame, path_col: str, label_col: str, fake_values: list,
-                      files: list[str]) -> tuple[dict[str, int], list[str]]:
-    """Map a labels table (any CSV with a path column and a label column) onto scored files.
+def match_table(table: pd.DataFrame, path_col: str, files: list[str],
+                same=None) -> tuple[dict[str, int], list[str]]:
+    """Which row of a table (any CSV with a path column) describes each scored file.
 
     A row matches a file when the paths are equal, when one ends with the other at a folder
-    boundary, or else by file name when that name is unique on both sides. Returns
-    ({file: 1 fake / 0 real}, files left unlabelled).
+    boundary (several such rows count when `same(row)` agrees on them: they say the same), or
+    else by file name when that name is unique on both sides. Returns ({file: row position},
+    files left unmatched).
     """
-    fake_set = {str(v) for v in fake_values}
-    rows = [(_norm(p), 1 if str(lab) in fake_set else 0)
-            for p, lab in zip(table[path_col].astype(str), table[label_col].astype(str))
-            if str(p).strip() and str(lab).strip() and str(lab) != "nan"]
-    exact = {p: lab for p, lab in rows}
+    rows = [(i, _norm(p)) for i, p in enumerate(table[path_col].astype(str)) if str(p).strip()]
+    exact = {p: i for i, p in rows}
     by_name: dict[str, list[int]] = {}
-    for p, lab in rows:
-        by_name.setdefault(PurePosixPath(p).name, []).append(lab)
+    for i, p in rows:
+        by_name.setdefault(PurePosixPath(p).name, []).append(i)
     file_names: dict[str, int] = {}
     for f in files:
         nm = PurePosixPath(_norm(f)).name
@@ -323,8 +364,8 @@ def labels_from_table(table: pd.DataFrame, path_col: str, label_col: str, fake_v
         if nf in exact:
             out[f] = exact[nf]
             continue
-        hit = [lab for p, lab in rows if nf.endswith("/" + p) or p.endswith("/" + nf)]
-        if len(set(hit)) == 1:
+        hit = [i for i, p in rows if nf.endswith("/" + p) or p.endswith("/" + nf)]
+        if len(hit) == 1 or (hit and same is not None and len({same(i) for i in hit}) == 1):
             out[f] = hit[0]
             continue
         nm = PurePosixPath(nf).name
@@ -334,6 +375,34 @@ def labels_from_table(table: pd.DataFrame, path_col: str, label_col: str, fake_v
         else:
             missing.append(f)
     return out, missing
+
+
+def labels_from_table(table: pd.DataFrame, path_col: str, label_col: str, fake_values: list,
+                      files: list[str]) -> tuple[dict[str, int], list[str]]:
+    """Map a labels table onto scored files (rows matched as `match_table` says; a row without a
+    label labels nothing). Returns ({file: 1 fake / 0 real}, files left unlabelled)."""
+    fake_set = {str(v) for v in fake_values}
+    labelled = table[[str(v).strip() not in ("", "nan") for v in table[label_col].astype(str)]]
+    values = labelled[label_col].astype(str).tolist()
+    is_fake = [v in fake_set for v in values]
+    matched, missing = match_table(labelled.reset_index(drop=True), path_col, files, same=is_fake.__getitem__)
+    return {f: int(is_fake[i]) for f, i in matched.items()}, missing
+
+
+GROUP_COLUMNS = ("source_repo", "generator", "attack_type")   # manifest columns worth a breakdown
+
+
+def groups_from_table(table: pd.DataFrame, path_col: str, files: list[str]) -> dict[str, dict[str, str]]:
+    """{group column: {file: value}} for each of GROUP_COLUMNS the table has (blank values left out)."""
+    cols = [c for c in GROUP_COLUMNS if c in table.columns]
+    rows = table[cols].astype(str).to_numpy().tolist()
+    matched, _ = match_table(table, path_col, files, same=lambda i: tuple(rows[i]))
+    out = {}
+    for col in GROUP_COLUMNS:
+        if col in table.columns:
+            values = table[col].astype(str).tolist()
+            out[col] = {f: values[i].strip() for f, i in matched.items() if values[i].strip()}
+    return {c: g for c, g in out.items() if g}
 
 
 # -- metrics against labels -----------------------------------------------------------------
@@ -357,9 +426,9 @@ def label_metrics(scores: pd.DataFrame, verdicts: pd.DataFrame, labels: dict[str
             fpr, tpr, _ = metrics.roc_curve(y, p)
             auc = metrics.roc_auc(y, p)
             curves[name] = (fpr, tpr, auc, e)
-            row.update({"EER": e, "EER threshold": t, "AUC": auc})
+            row.update({"EER": e, "EER threshold": t, "AUC": auc, "note": auc_note(auc)})
         else:
-            row.update({"EER": np.nan, "EER threshold": np.nan, "AUC": np.nan})
+            row.update({"EER": np.nan, "EER threshold": np.nan, "AUC": np.nan, "note": "needs real and fake files"})
         if name in verdicts.columns and len(files):
             v = verdicts.loc[files, name]
             ok = v.notna().to_numpy()
@@ -368,3 +437,60 @@ def label_metrics(scores: pd.DataFrame, verdicts: pd.DataFrame, labels: dict[str
             row["accuracy at threshold"] = float(np.trace(cm) / cm.sum()) if cm.sum() else np.nan
         summary.append(row)
     return {"summary": pd.DataFrame(summary), "roc": curves, "confusion": confusions}
+
+
+def auc_note(auc: float) -> str:
+    """What an AUC says beyond its value: below 0.5 the model scores real files higher than fakes."""
+    if not np.isfinite(auc):
+        return ""
+    if auc < 0.5:
+        return "ranks inversely on this data (real files score higher than fakes)"
+    return "near chance" if auc < 0.6 else ""
+
+
+GROUP_METRICS = ("EER", "AUC", "accuracy at threshold")
+
+
+def _group_value(metric: str, y: np.ndarray, p: np.ndarray, v: np.ndarray) -> float:
+    if metric == "accuracy at threshold":
+        ok = ~np.isnan(v)
+        return float((v[ok] == y[ok]).mean()) if ok.any() else np.nan
+    if y.min() == y.max():
+        return np.nan
+    return metrics.eer(y, p)[0] if metric == "EER" else metrics.roc_auc(y, p)
+
+
+def group_metrics(scores: pd.DataFrame, verdicts: pd.DataFrame, labels: dict[str, int],
+                  groups: dict[str, str], metric: str = "EER") -> pd.DataFrame:
+    """One row per group (a source, a generator), one column per model: `metric` on that group.
+
+    Accuracy is on the group's own files. EER and AUC need both classes: a group with only
+    fakes (a generator) is ranked against every labelled real file, one with only real files
+    against every fake, so each generator gets the EER a detector has on it; `compared with`
+    says which.
+    """
+    files = [f for f in scores.index if f in labels and f in groups]
+    reals = [f for f in scores.index if labels.get(f) == 0]
+    fakes = [f for f in scores.index if labels.get(f) == 1]
+    rows = []
+    for g in sorted({groups[f] for f in files}):
+        own = [f for f in files if groups[f] == g]
+        n_fake = sum(labels[f] for f in own)
+        pool = own
+        vs = "its own files"
+        if metric != "accuracy at threshold" and n_fake in (0, len(own)):
+            other = reals if n_fake else fakes
+            pool, vs = own + [f for f in other if f not in own], ("all real files" if n_fake else "all fake files")
+        row = {"group": g, "files": len(own), "fake": n_fake, "real": len(own) - n_fake, "compared with": vs}
+        for name in scores.columns:
+            s = scores.loc[pool, name]
+            keep = s.notna().to_numpy()
+            y = np.array([labels[f] for f in pool])[keep]
+            v = (verdicts.loc[pool, name].to_numpy(dtype=float)[keep] if name in verdicts.columns
+                 else np.full(keep.sum(), np.nan))
+            if metric == "accuracy at threshold":   # accuracy only on the group's own files
+                mine = np.array([f in own for f in pool])[keep]
+                y, v = y[mine], v[mine]
+            row[name] = _group_value(metric, y, s.to_numpy(dtype=float)[keep], v) if len(y) else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
