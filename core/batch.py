@@ -45,14 +45,18 @@ def csv_columns(model_names: Iterable[str]) -> list[str]:
     """The batch CSV's header: facts, each model's P(fake), the ensemble and its verdict, then each
     model's own verdict (at its own threshold), so a reader can see which models said fake."""
     names = list(model_names)
-    return (_columns_before_verdicts(names)[:-2] + [f"verdict_{n}" for n in names] + ["warnings", "error"])
+    return (_older_columns(names)[:-2] + list(ASSESSMENT_COLUMNS) + [f"verdict_{n}" for n in names]
+            + ["warnings", "error"])
 
 
-def _columns_before_verdicts(names: list[str]) -> list[str]:
-    """The header written before the `verdict_<model>` columns existed: a CSV with it still resumes."""
+ASSESSMENT_COLUMNS = ("assessment", "band_low", "band_high", "assessment_reasons")
+
+
+def _older_columns(names: list[str]) -> list[str]:
+    """The header written before the assessment and `verdict_<model>` columns existed: a CSV with
+    it still resumes (in that layout)."""
     return (["file", "set"] + FACT_COLUMNS + [f"p_fake_{n}" for n in names]
-            + ["p_fake_ensemble", "threshold_ensemble", "verdict", "assessment", "band_low", "band_high",
-               "assessment_reasons", "warnings", "error"])
+            + ["p_fake_ensemble", "threshold_ensemble", "verdict", "warnings", "error"])
 
 
 def result_to_row(res: FileResult, model_names: Iterable[str]) -> dict:
@@ -246,7 +250,8 @@ def _read_header(path: Path) -> list[str] | None:
 
 
 def _without_verdicts(columns: list[str]) -> list[str]:
-    return [c for c in columns if not c.startswith("verdict_")]
+    """`columns` in the older layout: without the per-model verdicts and the assessment."""
+    return [c for c in columns if not c.startswith("verdict_") and c not in ASSESSMENT_COLUMNS]
 
 
 def resume_columns(path: str | os.PathLike, columns: list[str]) -> list[str]:
@@ -367,7 +372,7 @@ class BatchSummary:
         if self.model_errors:
             lines.append(f"{self.model_errors} rows have a model that failed (see the error column)")
         if self.older_layout:
-            lines.append("resumed a CSV written before the verdict_<model> columns: its rows keep that layout "
+            lines.append("resumed a CSV written before the assessment and verdict_<model> columns: its rows keep that layout "
                          "(no per-model verdicts); use --no-resume or another --out to get them")
         if self.repaired_bytes:
             lines.append(f"cut a half-written last line ({self.repaired_bytes} bytes) left by an interrupted run")
