@@ -101,3 +101,18 @@ def seed_help(weights_dir: str | None) -> dict[str, str]:
         "weights_dir": weights_dir or "",
         "files": ", ".join(sp.checkpoint for sp in s.specs),
     }
+
+
+def unseen_sentence(det) -> str:
+    """The measured accuracy on sources the active set never trained on, in one sentence."""
+    d = (det.loaded.ensemble_card or {}).get("dev_eval") or {}
+    r = d.get("restored") if isinstance(d, dict) else None
+    if not r or r.get("eer") is None:
+        return ("This set has not been measured here on sources it never trained on; treat every verdict "
+                "as unvalidated.")
+    text = (f"On {r['clips']} recordings from four sources it never trained on (the extended pool's dev_eval), "
+            f"the ensemble's equal error rate is **{r['eer']:.0%}**: at its threshold it called "
+            f"{r['real_called_fake']:.0%} of the real clips fake and caught {r['fakes_caught']:.0%} of the fakes")
+    if r.get("inconclusive_share") is not None:
+        text += f", and {r['inconclusive_share']:.0%} of the clips came out inconclusive"
+    return text + " (reports/validation.md)."

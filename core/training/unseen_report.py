@@ -106,3 +106,202 @@ def threshold_map(thr: float, old: dict | None, new: tuple[float, float]) -> flo
     if old:
         z = (z - old["b"]) / old["a"]
     return float(1 / (1 + np.exp(-(new[0] * z + new[1]))))
+
+
+# -- the session's comparison, as planned in reports/experiments.md --------------------------------
+
+SIX = ("senet", "resnet", "res2net", "gnn", "darts", "lstm")
+VARIANTS = ("restored", "platform", "phone")
+
+
+def whisper_oof(run_dir: Path) -> dict[str, float]:
+    """The whisper run's out-of-fold clip P(fake) on its training clips, by clip key."""
+    d = np.load(Path(run_dir) / "whisper.oof.npz")
+    p = 1 / (1 + np.exp(-d["logit"]))
+    sums: dict[str, list[float]] = {}
+    for k, v in zip(d["key"], p):
+        sums.setdefault(str(k), []).append(float(v))
+    return {k: float(np.mean(v)) for k, v in sums.items()}
+
+
+def train_sample_scores(sample_csv: Path, whisper_run: Path) -> list[dict]:
+    """The shipped six's engine scores on a capped sample of the extended `train` split (which they
+    never trained on), with the whisper run's out-of-fold scores of the same clips as `p_whisper`."""
+    from .decoded_pool import clip_key
+
+    oof = whisper_oof(whisper_run)
+    rows = read(sample_csv)
+    for r in rows:
+        v = oof.get(clip_key(r["path"]))
+        r["p_whisper"] = "" if v is None else f"{v:.6f}"
+    return [r for r in rows if r["p_whisper"] != ""]
+
+
+def compare(dev_dir: Path, whisper_runs: dict[str, Path], sample_csv: Path, models_dir: Path) -> dict:
+    """Every configuration of the plan on every variant; the choices the plan's rules make."""
+    import json
+
+    cards = {n: json.loads((models_dir / f"{n}.json").read_text()) for n in SIX}
+    ens_card = json.loads((models_dir / "ensemble.json").read_text())
+    w_cards = {w: json.loads((d / "whisper.json").read_text()) for w, d in whisper_runs.items()}
+    tables = {v: {w: read(dev_dir / w / f"{v}.csv") for w in whisper_runs if (dev_dir / w / f"{v}.csv").exists()}
+              for v in VARIANTS}
+    shipped = {v: read(dev_dir / "shipped" / f"{v}.csv") for v in VARIANTS}
+    out: dict = {"configs": {}, "per_source": {}}
+
+    def add(name, v, rows, s, thr):
+        out["configs"].setdefault(name, {})[v] = figures(labels(rows), s, thr)
+        if v == "restored":
+            out["per_source"][name] = per_source(rows, s)
+            out.setdefault("ece", {})[name] = cross_fitted_ece(rows, s)
+
+    for v in VARIANTS:
+        rows = shipped[v]
+        for n in SIX:
+            add(n, v, rows, col(rows, n), cards[n]["threshold"])
+        add("shipped ensemble (gnn + resnet)", v, rows, col(rows, "ensemble"), ens_card["threshold"])
+        for w, t in tables[v].items():
+            add(f"whisper {w}", v, t, col(t, "whisper"), w_cards[w]["threshold"])
+    # the plan's choices, on dev_eval as restored
+    best_w = min(tables["restored"], key=lambda w: out["configs"][f"whisper {w}"]["restored"]["eer"])
+    sample = train_sample_scores(sample_csv, whisper_runs[best_w])
+    members = {"4a whisper alone": ["whisper"], "4b mean of whisper, gnn, resnet": ["whisper", "gnn", "resnet"],
+               "4c mean of all seven": ["whisper", *SIX]}
+    thresholds = {}
+    for name, ms in members.items():
+        ts = mean_of(sample, ms)
+        thresholds[name] = (w_cards[best_w]["threshold"] if ms == ["whisper"] else float(eer(labels(sample), ts)[1]))
+        out.setdefault("train_sample", {})[name] = figures(labels(sample), ts, thresholds[name])
+        for v in VARIANTS:
+            rows = join(shipped[v], tables[v][best_w])
+            add(name, v, rows, mean_of(rows, ms), thresholds[name])
+    rule = min(members, key=lambda n: out["configs"][n]["restored"]["eer"])
+    out["choices"] = {
+        "whisper": best_w, "rule": rule, "members": members[rule], "threshold_before_calibration": thresholds[rule],
+        "whisper_joins": min(out["configs"][n]["restored"]["eer"] for n in members)
+        < out["configs"]["shipped ensemble (gnn + resnet)"]["restored"]["eer"],
+        "train_sample_clips": len(sample)}
+    return out
+
+
+def calibrate_and_band(dev_dir: Path, best_w: str, members: list[str], threshold: float, target: float = 0.9) -> dict:
+    """The chosen ensemble's calibration (Platt on dev_eval as restored), its threshold on the
+    calibrated scale, the inconclusive band fitted there, and what they give on every variant."""
+    from ..assessment import fit_band
+
+    out: dict = {}
+    rows = join(read(dev_dir / "shipped" / "restored.csv"), read(dev_dir / best_w / "restored.csv"))
+    y, s = labels(rows), mean_of(rows, members)
+    ab = platt(s, y)
+    cal_thr = threshold_map(threshold, None, ab)
+    sc = apply_platt(s, ab)
+    band = fit_band(y, sc, cal_thr, target)
+    out.update(calibration={"method": "platt", "a": round(ab[0], 6), "b": round(ab[1], 6)}, threshold=round(cal_thr, 6),
+               band=band, ece=cross_fitted_ece(rows, s), ece_after_in_sample=round(reliability(y, sc)["ece"], 4),
+               reliability=reliability(y, sc))
+    for v in VARIANTS:
+        r = join(read(dev_dir / "shipped" / f"{v}.csv"), read(dev_dir / best_w / f"{v}.csv"))
+        yv, sv = labels(r), apply_platt(mean_of(r, members), ab)
+        inside = (sv >= band["low"]) & (sv < band["high"])
+        fake_side, real_side = sv >= band["high"], sv < band["low"]
+        out.setdefault("variants", {})[v] = {
+            **figures(yv, sv, cal_thr), "per_source": per_source(r, sv),
+            "inconclusive_share": round(float(inside.mean()), 4),
+            "right_when_likely_fake": round(float(yv[fake_side].mean()), 4) if fake_side.any() else None,
+            "right_when_likely_real": round(float(1 - yv[real_side].mean()), 4) if real_side.any() else None}
+    return out
+
+
+PROTOCOL = ("extended pool `dev_eval` (338 clips: HierSpeech++, SpeechTokenizer, Pheme, Fish-Speech 0.4; never "
+            "trained on), whole files scored by the engine; platform = resampled to 24 kHz and mp3 at 64 kbit/s; "
+            "phone = 300-3400 Hz, 8 kHz, G.711 mu-law (ffmpeg)")
+
+
+def ship(comparison: dict, calib: dict, whisper_run: Path, models_dir: Path, command: str) -> dict:
+    """Write what the comparison chose into the shipped set: the whisper model (when it joins),
+    every card's dev_eval figures, and the ensemble card (members, weights, threshold,
+    calibration and inconclusive band)."""
+    import datetime as dt
+    import json
+    import shutil
+
+    ch = comparison["choices"]
+    names = list(SIX) + (["whisper"] if ch["whisper_joins"] else [])
+    if ch["whisper_joins"]:
+        for ext in ("safetensors", "json"):
+            shutil.copy(Path(whisper_run) / f"whisper.{ext}", models_dir / f"whisper.{ext}")
+    for n in names:
+        key = f"whisper {ch['whisper']}" if n == "whisper" else n
+        path = models_dir / f"{n}.json"
+        card = json.loads(path.read_text())
+        card["dev_eval"] = {"protocol": PROTOCOL, **comparison["configs"][key],
+                            "eer_per_source": comparison["per_source"][key], "ece": comparison["ece"][key]}
+        path.write_text(json.dumps(card, indent=2) + "\n")
+    members = ch["members"] if ch["whisper_joins"] else ["gnn", "resnet"]
+    old = json.loads((models_dir / "ensemble.json").read_text())
+    band = calib["band"]
+    ens = {
+        "name": "ensemble", "set": "shipped", "members": names,
+        "rule": f"{ch['rule'] if ch['whisper_joins'] else 'the pool-validated top two'}: equal weights on "
+                f"{', '.join(members)}, then a Platt calibration fitted on dev_eval",
+        "rule_name": ch["rule"] if ch["whisper_joins"] else "top2",
+        "weights": {n: (1 / len(members) if n in members else 0.0) for n in names},
+        "threshold": calib["threshold"],
+        "threshold_source": ("EER threshold on a capped sample of the extended pool's train split (whisper: its "
+                             "out-of-fold scores), mapped through the dev_eval calibration"
+                             if len(members) > 1 else "the whisper card's out-of-fold EER threshold, mapped through "
+                             "the dev_eval calibration"),
+        "calibration": {**calib["calibration"], "fitted_on": "the ensemble's scores on dev_eval as restored"},
+        "inconclusive_band": {
+            "low": round(band["low"], 6), "high": round(band["high"], 6), "target": band["target"],
+            "source": (f"fitted on dev_eval (4 sources never trained on, {band['clips']} clips): outside "
+                       f"[{band['low']:.2f}, {band['high']:.2f}) the call was right at least {band['target']:.0%} of "
+                       "the time there"),
+            "figures": band},
+        "dev_eval": {"protocol": PROTOCOL, **calib["variants"], "ece": calib["ece"],
+                     "ece_after_calibration_in_sample": calib["ece_after_in_sample"],
+                     "reliability": calib["reliability"]},
+        "selection": {"plan": "reports/experiments.md, session 11 (written before scoring)",
+                      "dev_eval_eer_as_restored": {k: v["restored"]["eer"] for k, v in comparison["configs"].items()},
+                      "train_sample": comparison.get("train_sample"), "choices": ch},
+        "previous": {k: old[k] for k in ("rule", "rule_name", "weights", "threshold", "threshold_source")
+                     if k in old},
+        "command": command, "date": dt.date.today().isoformat(),
+    }
+    (models_dir / "ensemble.json").write_text(json.dumps(ens, indent=2) + "\n")
+    return ens
+
+
+def main(argv=None) -> int:
+    import argparse
+    import json
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m core.training.unseen_report", description=__doc__.split("\n\n")[0])
+    p.add_argument("dev_dir", help="folder with shipped/ and W*/ score CSVs from core.training.dev_eval")
+    p.add_argument("--whisper", action="append", required=True, metavar="NAME=RUN_DIR",
+                   help="a whisper candidate: its dev_dir sub-folder name and its training run folder")
+    p.add_argument("--train-sample", required=True, help="restored.csv of the shipped six on a train sample")
+    p.add_argument("--models", default="assets/models")
+    p.add_argument("--out", required=True, help="where the comparison JSON goes")
+    p.add_argument("--ship", action="store_true", help="write the choices into --models")
+    a = p.parse_args(argv)
+    runs = dict(w.split("=", 1) for w in a.whisper)
+    runs = {k: Path(v) for k, v in runs.items()}
+    comp = compare(Path(a.dev_dir), runs, Path(a.train_sample), Path(a.models))
+    ch = comp["choices"]
+    members = ch["members"] if ch["whisper_joins"] else ["gnn", "resnet"]
+    thr = ch["threshold_before_calibration"] if ch["whisper_joins"] else json.loads(
+        (Path(a.models) / "ensemble.json").read_text())["threshold"]
+    comp["calibrated"] = calibrate_and_band(Path(a.dev_dir), ch["whisper"], members, thr)
+    Path(a.out).write_text(json.dumps(comp, indent=1) + "\n")
+    for name, by_v in comp["configs"].items():
+        print(f"{name:34s} " + "  ".join(f"{v} EER {f['eer']:.3f}" for v, f in by_v.items()), file=sys.stderr)
+    print(json.dumps(ch), file=sys.stderr)
+    if a.ship:
+        ship(comp, comp["calibrated"], runs[ch["whisper"]], Path(a.models), " ".join(sys.argv))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
