@@ -25,6 +25,7 @@ from .audio import AudioFacts
 
 DECODE, PAYLOAD, GO, CANCEL, QUIT = b"D", b"P", b"G", b"C", b"Q"
 HELLO, OPENED, BLOCK, DONE, ERROR = b"H", b"O", b"B", b"F", b"E"
+NATIVE = b"N"                  # a mono block at the file's own rate (for a display), when GO asks for it
 _HEADER = struct.Struct("<cQ")
 MAX_JSON_BYTES = 1 << 20       # facts and errors are small: a bigger frame is a broken or hostile child
 MAX_BLOCK_BYTES = 1 << 26      # 64 MB of float32: far above the ~2 MB blocks the child sends

@@ -38,8 +38,10 @@ def decode_one(rx: int, tx: int, request: dict) -> None:
         kind, payload = wire.read_frame(rx, max_bytes=wire.MAX_JSON_BYTES)
         if kind != wire.GO:
             return  # CANCEL: the scorer needed only the header's facts
-        block_s = float(wire.decode_json(payload).get("block_s", 30.0))
-        for block in reader.blocks(block_s):
+        go = wire.decode_json(payload)
+        block_s = float(go.get("block_s", 30.0))
+        native = (lambda b: wire.write_frame(tx, wire.NATIVE, wire.samples_bytes(b))) if go.get("native") else None
+        for block in reader.blocks(block_s, native=native):
             wire.write_frame(tx, wire.BLOCK, wire.samples_bytes(block))
         wire.write_frame(tx, wire.DONE, wire.facts_to_json(reader.facts))
     except DetectorError as e:

@@ -158,20 +158,26 @@ class IsolatedReader:
         return AudioError(f"{self.name}: unexpected decoding failure ({message or 'no details'})")
 
     # -- AudioReader's surface ----------------------------------------------------
-    def blocks(self, block_s: float = 30.0) -> Iterator[np.ndarray]:
-        """Yield mono float32 16 kHz blocks; `facts` is complete once this is exhausted."""
+    def blocks(self, block_s: float = 30.0, native=None) -> Iterator[np.ndarray]:
+        """Yield mono float32 16 kHz blocks; `facts` is complete once this is exhausted. `native`,
+        as for AudioReader.blocks, is called with each mono block at the file's own rate."""
         if self._state != "opened":
             raise AudioError(f"{self.name}: already read")
         self._state = "streaming"
         try:
-            self._send(wire.GO, wire.encode_json({"block_s": float(block_s)}))
+            self._send(wire.GO, wire.encode_json({"block_s": float(block_s), "native": native is not None}))
             while True:
                 kind, payload = self._recv()
-                if kind == wire.BLOCK:
+                if kind in (wire.BLOCK, wire.NATIVE):
                     try:
                         block = wire.samples_from(payload)
                     except wire.ProtocolViolation as e:
                         raise self._broken(e) from None
+                    if kind == wire.NATIVE:
+                        if native is None:
+                            raise self._broken("a native-rate block nobody asked for")
+                        native(block)
+                        continue
                     yield block
                 elif kind == wire.DONE:
                     try:

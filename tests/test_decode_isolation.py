@@ -56,6 +56,20 @@ def test_decoding_in_the_child_equals_decoding_in_process(faults, make):
         assert r.facts.name == "x.wav"
 
 
+def test_native_rate_blocks_come_through_the_child_as_in_process(faults, make):
+    """The Analyze page draws the spectrogram at the file's own rate from the same decode."""
+    p = make.write("n48.wav", speechlike(1.5, 48_000), 48_000)
+    want: list = []
+    with AudioReader(p) as r:
+        ref = np.concatenate(list(r.blocks(block_s=0.5, native=want.append)))
+    got: list = []
+    with open_audio(p) as r:
+        assert r.original_rate == 48_000
+        out = np.concatenate(list(r.blocks(block_s=0.5, native=got.append)))
+    assert np.array_equal(out, ref) and np.array_equal(np.concatenate(got), np.concatenate(want))
+    assert len(np.concatenate(got)) == round(1.5 * 48_000)
+
+
 def test_segfault_and_hang_cost_one_file_each(faults, det, make):
     good = make.write("good.wav", speechlike(3.0), SR)
     segv = make.write("crash-segv.wav", speechlike(3.0), SR)
