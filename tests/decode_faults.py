@@ -40,8 +40,8 @@ def _faulty_open(self) -> None:
     _real_open(self)
 
 
-def _faulty_blocks(self, block_s: float = 30.0):
-    for i, block in enumerate(_real_blocks(self, block_s)):
+def _faulty_blocks(self, block_s: float = 30.0, native=None):
+    for i, block in enumerate(_real_blocks(self, block_s, native=native)):
         if i == 1 and "crash-midway" in self.name:
             _segfault()
         yield block
