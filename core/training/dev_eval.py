@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
 import shutil
 import subprocess
 import sys
@@ -60,7 +61,7 @@ def variant_path(item, restored: Path, cache: Path, variant: str) -> Path:
         if shutil.which("ffmpeg") is None:
             raise SystemExit("ffmpeg is needed for the platform and phone variants (apt-get install ffmpeg)")
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.stem + ".tmp" + out.suffix)
+        tmp = out.with_name(f"{out.stem}.{os.getpid()}.tmp{out.suffix}")   # parallel runs never share one
         subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", item.path, *args, str(tmp)],
                        check=True)
         tmp.replace(out)
