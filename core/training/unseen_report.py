@@ -285,6 +285,8 @@ def main(argv=None) -> int:
     p.add_argument("--models", default="assets/models")
     p.add_argument("--out", required=True, help="where the comparison JSON goes")
     p.add_argument("--ship", action="store_true", help="write the choices into --models")
+    p.add_argument("--report", default=None, help="prepend the markdown section to this report")
+    p.add_argument("--audit", default=None, help="the shortcut audit's markdown table, to include")
     a = p.parse_args(argv)
     runs = dict(w.split("=", 1) for w in a.whisper)
     runs = {k: Path(v) for k, v in runs.items()}
@@ -300,8 +302,71 @@ def main(argv=None) -> int:
     print(json.dumps(ch), file=sys.stderr)
     if a.ship:
         ship(comp, comp["calibrated"], runs[ch["whisper"]], Path(a.models), " ".join(sys.argv))
+    if a.report:
+        rep = Path(a.report)
+        old = rep.read_text() if rep.exists() else ""
+        title = "Shipped detectors: leave-one-source-out validation"   # the pool-only report below it
+        if title in old:
+            old = "# Before session 11: " + old[old.index(title):]
+        rep.write_text(markdown(comp, Path(a.audit).read_text() if a.audit else "") + "\n" + old)
     return 0
 
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def markdown(comp: dict, audit_md: str = "") -> str:
+    """The validation report's section on unseen sources, from `compare` + `calibrate_and_band`."""
+    ch, cal = comp["choices"], comp["calibrated"]
+    lines = ["# On sources the models never trained on (`dev_eval`)", "",
+             f"Measured in session 11 ({PROTOCOL}). Each configuration was scored there once; the comparison and "
+             "its rules were written down before (reports/experiments.md). The ensemble's calibration and its "
+             "inconclusive band are fitted on `dev_eval` itself, so its figures after calibration are in-sample; "
+             "EER and AUC do not depend on the calibration.", "",
+             "## Every configuration", "",
+             "| configuration | " + " | ".join(f"EER {VARIANT_TITLES[v]}" for v in VARIANTS)
+             + " | AUC (restored) | real called fake / fakes caught at its threshold (restored) |",
+             "|---|---|---|---|---|---|"]
+    for name, by_v in comp["configs"].items():
+        r = by_v.get("restored", {})
+        rates = (f"{r['real_called_fake']:.1%} / {r['fakes_caught']:.1%} (threshold {r['threshold']:.3f})"
+                 if "real_called_fake" in r else "")
+        lines.append(f"| {name} | " + " | ".join(f"{by_v[v]['eer']:.1%}" if v in by_v else "" for v in VARIANTS)
+                     + f" | {r.get('auc', float('nan')):.3f} | {rates} |")
+    sources = sorted({s for v in comp["per_source"].values() for s in v})
+    lines += ["", "## EER per `dev_eval` source (as restored)", "",
+              "| configuration | " + " | ".join(sources) + " |", "|---|" + "---|" * len(sources)]
+    for name, ps in comp["per_source"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{ps[s]:.1%}" if s in ps else "" for s in sources) + " |")
+    lines += ["", "## Reliability of P(fake) (ECE, as restored)", "",
+              "| configuration | as trained | Platt fitted on the other dev_eval sources |", "|---|---|---|"]
+    for name, e in comp["ece"].items():
+        lines.append(f"| {name} | {e['as_trained']:.3f} | {e['platt_fitted_on_other_sources']:.3f} |")
+    b = cal["band"]
+    lines += ["", "## What ships", "",
+              f"- whisper candidate chosen: **{ch['whisper']}**; it joins the default set: **{ch['whisper_joins']}**.",
+              f"- ensemble rule: **{ch['rule'] if ch['whisper_joins'] else 'unchanged (gnn + resnet)'}**, members "
+              f"{', '.join(ch['members'] if ch['whisper_joins'] else ['gnn', 'resnet'])}, equal weights.",
+              f"- calibration: Platt on `dev_eval` as restored (a = {cal['calibration']['a']:.3f}, "
+              f"b = {cal['calibration']['b']:.3f}); ECE as trained {cal['ece']['as_trained']:.3f}, with a Platt "
+              f"fitted on the other sources {cal['ece']['platt_fitted_on_other_sources']:.3f}, in-sample after "
+              f"{cal['ece_after_in_sample']:.3f}.",
+              f"- threshold {cal['threshold']:.3f} (from training-side scores, mapped through the calibration).",
+              f"- inconclusive band [{b['low']:.3f}, {b['high']:.3f}): outside it the call was right "
+              f"{b['right_when_fake'] if b['right_when_fake'] is not None else float('nan'):.1%} (likely fake) and "
+              f"{b['right_when_real'] if b['right_when_real'] is not None else float('nan'):.1%} (likely real) of "
+              f"the time; {b['inconclusive_share']:.1%} of `dev_eval` is inconclusive.", "",
+              "| variant | EER | AUC | real called fake | fakes caught | inconclusive | right when likely fake | "
+              "right when likely real |", "|---|---|---|---|---|---|---|---|"]
+    for v, f in cal["variants"].items():
+        rf = f"{f['right_when_likely_fake']:.1%}" if f["right_when_likely_fake"] is not None else "n/a"
+        rr = f"{f['right_when_likely_real']:.1%}" if f["right_when_likely_real"] is not None else "n/a"
+        lines.append(f"| {VARIANT_TITLES[v]} | {f['eer']:.1%} | {f['auc']:.3f} | {f['real_called_fake']:.1%} | "
+                     f"{f['fakes_caught']:.1%} | {f['inconclusive_share']:.1%} | {rf} | {rr} |")
+    if audit_md:
+        lines += ["", "## Shortcut audit (`python -m core.training.shortcuts`)", "",
+                  "A logistic regression on what is not the voice, validated with the whisper back end's "
+                  "source-grouped folds and example weights, on the clips as restored and on the crops the "
+                  "models are trained on (near 50% = no usable cue).", "", audit_md.strip()]
+    return "\n".join(lines) + "\n"
