@@ -173,3 +173,78 @@ def test_whisper_back_end_fit_writes_a_loadable_checkpoint_and_card(tmp_path):
     z = (torch.from_numpy(x) - module.feature_mean) / module.feature_std
     logit = module.head(z).squeeze(-1).detach().numpy()
     assert logit[y == 1].mean() > logit[y == 0].mean() + 1
+
+
+def _write_scores(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def test_unseen_comparison_follows_the_plan_and_ships_a_band(tmp_path):
+    """Made-up dev_eval scores where whisper separates the classes and the six do not: the plan's
+    rules pick whisper, fit a calibration and a band, and write them into the cards."""
+    import json
+
+    from core.assessment import band_from_card
+    from core.training import unseen_report as ur
+    from core.training.decoded_pool import clip_key
+
+    rng = np.random.default_rng(0)
+    six = ur.SIX
+    models = tmp_path / "models"
+    models.mkdir()
+    for n in six:
+        (models / f"{n}.json").write_text(json.dumps({"name": n, "threshold": 0.5}))
+    (models / "ensemble.json").write_text(json.dumps({"threshold": 0.5, "weights": {"gnn": 0.5, "resnet": 0.5}}))
+    run = tmp_path / "W1"
+    run.mkdir()
+    (run / "whisper.json").write_text(json.dumps({"name": "whisper", "threshold": 0.5}))
+    (run / "whisper.safetensors").write_bytes(b"not read here")
+
+    def rows_for(n, sep):
+        out = []
+        for i in range(n):
+            y = i % 2
+            r = {"path": f"clips/s{i % 4}/c{i}.wav", "label": y, "source": f"s{i % 4}", "generator": "", "error": ""}
+            for m in six:
+                r[f"p_{m}"] = f"{rng.uniform(0, 1):.4f}"
+            r["p_ensemble"] = f"{(float(r['p_gnn']) + float(r['p_resnet'])) / 2:.4f}"
+            r["p_whisper"] = f"{np.clip(0.5 + sep * (y - 0.5) + 0.15 * rng.standard_normal(), 0, 1):.4f}"
+            out.append(r)
+        return out
+
+    dev = tmp_path / "dev"
+    for v in ur.VARIANTS:
+        rows = rows_for(200, 0.6)
+        _write_scores(dev / "shipped" / f"{v}.csv", [{k: x for k, x in r.items() if k != "p_whisper"} for r in rows])
+        _write_scores(dev / "W1" / f"{v}.csv", [{k: r[k] for k in ("path", "label", "source", "generator", "error",
+                                                                    "p_whisper")} for r in rows])
+    sample = rows_for(120, 0.6)
+    _write_scores(tmp_path / "sample.csv", [{k: x for k, x in r.items() if k != "p_whisper"} for r in sample])
+    keys = np.array([clip_key(r["path"]) for r in sample])
+    logits = np.log(np.array([float(r["p_whisper"]) for r in sample]).clip(1e-3, 1 - 1e-3) /
+                    (1 - np.array([float(r["p_whisper"]) for r in sample]).clip(1e-3, 1 - 1e-3)))
+    np.savez(run / "whisper.oof.npz", logit=logits, key=keys)
+
+    comp = ur.compare(dev, {"W1": run}, tmp_path / "sample.csv", models)
+    ch = comp["choices"]
+    assert ch["whisper"] == "W1" and ch["whisper_joins"] and ch["rule"] == "4a whisper alone"
+    assert comp["configs"]["4a whisper alone"]["restored"]["eer"] < 0.1
+    assert comp["configs"]["shipped ensemble (gnn + resnet)"]["restored"]["eer"] > 0.3
+    cal = ur.calibrate_and_band(dev, "W1", ch["members"], ch["threshold_before_calibration"])
+    b = cal["band"]
+    assert b["low"] - 1e-6 <= cal["threshold"] <= b["high"] + 1e-6 and b["right_when_fake"] >= 0.9
+    comp["calibrated"] = cal
+    ens = ur.ship(comp, cal, run, models, "test")
+    assert (models / "whisper.safetensors").read_bytes() == b"not read here"
+    card = json.loads((models / "ensemble.json").read_text())
+    assert card["weights"]["whisper"] == 1.0 and card["calibration"]["method"] == "platt"
+    band = band_from_card(card, card["threshold"])
+    assert (band.low, band.high) == (round(b["low"], 6), round(b["high"], 6)) and "dev_eval" in band.source
+    assert json.loads((models / "gnn.json").read_text())["dev_eval"]["restored"]["clips"] == 200
+    assert ens["dev_eval"]["restored"]["inconclusive_share"] >= 0
+    md = ur.markdown(comp)
+    assert "4a whisper alone" in md and "inconclusive band" in md

@@ -83,7 +83,7 @@ def platt(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 
 def apply_platt(p: np.ndarray, ab: tuple[float, float]) -> np.ndarray:
-    return 1 / (1 + np.exp(-(ab[0] * _logit(p) + ab[1])))
+    return 1 / (1 + np.exp(-np.clip(ab[0] * _logit(p) + ab[1], -50, 50)))
 
 
 def cross_fitted_ece(rows: list[dict], s: np.ndarray) -> dict:
