@@ -98,7 +98,6 @@ class FileResult:
             "error": self.error,
         }
 
-
     def _assessment_fields(self) -> dict:
         a = self.assessment
         if a is None:
@@ -459,6 +458,7 @@ class Detector:
         return ModelScore("ensemble", p, thr, src, verdict(p, thr), timeline, float(ps.max()),
                           float((ps >= thr).mean()),
                           source=_weights_text(weights, bool(self._card_weights))
+                          + (", then calibrated on unseen sources" if self.loaded.ensemble_calibration else "")
                           + (f" ({', '.join(failed)} failed)" if failed else ""))
 
 
