@@ -99,7 +99,12 @@ def assess(p_fake: float, threshold: float, threshold_source: str, band: Band,
     if cautions:
         low, high = max(0.0, low - CAUTION_MARGIN), min(1.0, high + CAUTION_MARGIN)
     if low <= p_fake < high:
-        if band.low <= p_fake < band.high:
+        if band.low <= 0.0 and p_fake < band.high:
+            reasons.append(f"P(fake) {p_fake:.3f} is below {band.high:.2f}, and these models cannot back a "
+                           "'likely real' call: on sources they never trained on, no range of their scores held "
+                           "real recordings often enough (a low score means no fake was found, not that the "
+                           "voice is real)")
+        elif band.low <= p_fake < band.high:
             reasons.append(f"P(fake) {p_fake:.3f} lies in the inconclusive band [{band.low:.2f}, {band.high:.2f})")
         else:
             reasons.append(f"P(fake) {p_fake:.3f} is near the band [{band.low:.2f}, {band.high:.2f}) and the file "
@@ -123,35 +128,47 @@ def assess(p_fake: float, threshold: float, threshold_source: str, band: Band,
     return Assessment(label, float(p_fake), band, float(threshold), threshold_source, reasons, cautions)
 
 
-def fit_band(labels, scores, threshold: float, target: float = 0.9, min_clips: int = 10) -> dict:
+def fit_band(labels, scores, threshold: float, target: float = 0.9, min_clips: int = 10,
+             balanced: bool = True) -> dict:
     """The narrowest band around `threshold` outside which the call is right at least `target` of
     the time: `high` is the lowest score at or above the threshold from which at least `target`
     of the clips are fake, `low` the highest score at or below it under which at least `target`
     are real (each side needs `min_clips` clips, else that side never decides: 1.0 or 0.0).
-    Returns the band with its measured figures."""
+
+    `balanced` counts the two classes at equal total weight, i.e. "right at least `target` of
+    the time when real and fake recordings are equally common": a validation set's own mix
+    (dev_eval is 30% real) says nothing about an analyst's case load. Returns the band with its
+    measured figures (the `right_when_*` shares are computed the same way)."""
     y = np.asarray(labels, int)
     s = np.asarray(scores, float)
     ok = np.isfinite(s)
     y, s = y[ok], s[ok]
+    w = np.ones(len(y))
+    if balanced and 0 < y.sum() < len(y):
+        w = np.where(y == 1, 0.5 / y.sum(), 0.5 / (len(y) - y.sum()))
+
+    def share(m: np.ndarray, cls: int) -> float:
+        return float(w[m & (y == cls)].sum() / w[m].sum())
+
     cands = np.unique(np.concatenate([s, [threshold]]))
     high = 1.0
     for h in cands[cands >= threshold]:
         m = s >= h
-        if m.sum() >= min_clips and y[m].mean() >= target:
+        if m.sum() >= min_clips and share(m, 1) >= target:
             high = float(h)
             break
     low = 0.0
     for lo in cands[cands <= threshold][::-1]:
         m = s < lo
-        if m.sum() >= min_clips and (1 - y[m]).mean() >= target:
+        if m.sum() >= min_clips and share(m, 0) >= target:
             low = float(lo)
             break
     fake_side, real_side, inside = s >= high, s < low, (s >= low) & (s < high)
     return {
-        "low": low, "high": high, "target": target, "clips": int(len(y)),
+        "low": low, "high": high, "target": target, "clips": int(len(y)), "balanced": balanced,
         "decided_share": float(1 - inside.mean()),
-        "right_when_fake": float(y[fake_side].mean()) if fake_side.any() else None,
-        "right_when_real": float((1 - y[real_side]).mean()) if real_side.any() else None,
+        "right_when_fake": share(fake_side, 1) if fake_side.any() else None,
+        "right_when_real": share(real_side, 0) if real_side.any() else None,
         "fakes_called_likely_fake": float(fake_side[y == 1].mean()) if (y == 1).any() else None,
         "reals_called_likely_real": float(real_side[y == 0].mean()) if (y == 0).any() else None,
         "inconclusive_share": float(inside.mean()),

@@ -458,7 +458,8 @@ class Detector:
         return ModelScore("ensemble", p, thr, src, verdict(p, thr), timeline, float(ps.max()),
                           float((ps >= thr).mean()),
                           source=_weights_text(weights, bool(self._card_weights))
-                          + (", then calibrated on unseen sources" if self.loaded.ensemble_calibration else "")
+                          + (", then calibrated on unseen sources"
+                             if (self.loaded.ensemble_calibration or {}).get("method") == "platt" else "")
                           + (f" ({', '.join(failed)} failed)" if failed else ""))
 
 

@@ -123,28 +123,41 @@ def fleiss_kappa(verdicts) -> float:
     return float((p_bar - pe) / (1 - pe))
 
 
-def fit_platt(logits, labels, iters: int = 500, min_slope: float = 1e-3) -> tuple[float, float]:
+def balanced_weights(labels) -> np.ndarray:
+    """Per-example weights that give both classes the same total (mean 1): figures "at even odds"."""
+    y = np.asarray(labels, dtype=int).ravel()
+    n1, n0 = int(y.sum()), int(len(y) - y.sum())
+    if not n1 or not n0:
+        return np.ones(len(y))
+    return np.where(y == 1, len(y) / (2 * n1), len(y) / (2 * n0))
+
+
+def fit_platt(logits, labels, iters: int = 500, min_slope: float = 1e-3, sample_weight=None) -> tuple[float, float]:
     """Fit P(fake) = sigmoid(a * logit + b) by Newton's method on the log loss (labels 1 = fake).
 
     The slope is kept at or above `min_slope`: calibration may flatten a model that carries no
     signal (its P(fake) then sits near the base rate) but never reverses its direction.
+    `sample_weight` weighs the examples (`balanced_weights`: calibrated to even odds, whatever
+    the class mix of the data it is fitted on).
     """
     x = np.asarray(logits, dtype=float).ravel()
     y = np.asarray(labels, dtype=float).ravel()
+    sw = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=float).ravel()
     # Platt's smoothed targets avoid infinite weights on separable data
     n_pos, n_neg = y.sum(), len(y) - y.sum()
     t = np.where(y == 1, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
 
     def newton(a: float, b: float, fit_a: bool) -> tuple[float, float]:
         for _ in range(iters):
-            p = 1 / (1 + np.exp(-(a * x + b)))
-            w = p * (1 - p) + 1e-12
+            p = 1 / (1 + np.exp(-np.clip(a * x + b, -50, 50)))
+            w = sw * p * (1 - p) + 1e-12
+            r = sw * (p - t)
             if fit_a:
-                g = np.array([((p - t) * x).sum(), (p - t).sum()])
+                g = np.array([(r * x).sum(), r.sum()])
                 h = np.array([[(w * x * x).sum(), (w * x).sum()], [(w * x).sum(), w.sum()]]) + 1e-9 * np.eye(2)
                 step = np.linalg.solve(h, g)
             else:
-                step = np.array([0.0, (p - t).sum() / w.sum()])
+                step = np.array([0.0, r.sum() / w.sum()])
             a, b = a - step[0], b - step[1]
             if np.abs(step).max() < 1e-9:
                 break
@@ -156,10 +169,12 @@ def fit_platt(logits, labels, iters: int = 500, min_slope: float = 1e-3) -> tupl
     return float(a), float(b)
 
 
-def reliability(labels, p, bins: int = 10) -> dict:
+def reliability(labels, p, bins: int = 10, balanced: bool = False) -> dict:
     """Reliability diagram figures of P(fake): per equal-width bin of P, the clips, the mean P and
-    the share that is fake; and the expected calibration error (the clip-weighted mean gap)."""
+    the share that is fake; and the expected calibration error (the weighted mean gap). With
+    `balanced`, both classes weigh the same (the share that is fake at even odds)."""
     y, s = _check(labels, p)
+    wt = balanced_weights(y) if balanced else np.ones(len(y))
     edges = np.linspace(0, 1, bins + 1)
     idx = np.clip(np.digitize(s, edges[1:-1]), 0, bins - 1)
     rows, ece = [], 0.0
@@ -167,8 +182,8 @@ def reliability(labels, p, bins: int = 10) -> dict:
         m = idx == b
         if not m.any():
             continue
-        conf, frac = float(s[m].mean()), float(y[m].mean())
+        conf, frac = float(np.average(s[m], weights=wt[m])), float(np.average(y[m], weights=wt[m]))
         rows.append({"bin": [float(edges[b]), float(edges[b + 1])], "clips": int(m.sum()),
                      "mean_p_fake": round(conf, 4), "fake_share": round(frac, 4)})
-        ece += m.mean() * abs(conf - frac)
-    return {"ece": float(ece), "bins": rows}
+        ece += wt[m].sum() / wt.sum() * abs(conf - frac)
+    return {"ece": float(ece), "bins": rows, "balanced": balanced}

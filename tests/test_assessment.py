@@ -77,3 +77,20 @@ def test_cautions_from_facts():
     assert "Short clip" in c and "Narrow-band" in c and "Lossy" in c and "silence" in c
     clean = AudioFacts("x.wav", "wav", "PCM_16", 16000, 1, duration_s=5.0, bandwidth_hz=7800)
     assert cautions_of(clean) == []
+
+
+def test_a_band_without_a_real_side_never_says_likely_real():
+    band = Band(0.0, 0.8, "dev_eval")
+    for p in (0.0, 0.01, 0.5, 0.79):
+        a = assess(p, 0.7, "card", band)
+        assert a.label == INCONCLUSIVE and "cannot back a 'likely real' call" in a.reasons[0]
+    assert assess(0.85, 0.7, "card", band).label == LIKELY_FAKE
+
+
+def test_a_balanced_band_ignores_the_validation_sets_class_mix():
+    rng = np.random.default_rng(1)
+    y = np.r_[np.zeros(100), np.ones(900)].astype(int)          # 90% fakes
+    s = np.r_[rng.beta(2, 3, 100), rng.beta(3, 2, 900)]
+    raw, bal = fit_band(y, s, 0.5, balanced=False), fit_band(y, s, 0.5, balanced=True)
+    assert raw["high"] <= bal["high"], "with 90% fakes, 'likely fake' is easy to be right about unbalanced"
+    assert raw["low"] <= bal["low"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..metrics import eer, error_rates, fit_platt, reliability, roc_auc
+from ..metrics import balanced_weights, eer, error_rates, fit_platt, reliability, roc_auc
 
 VARIANT_TITLES = {"restored": "as restored", "platform": "platform (24 kHz mp3, 64 kbit/s)",
                   "phone": "phone (300-3400 Hz, 8 kHz, mu-law)"}
@@ -79,7 +79,8 @@ def _logit(p):
 
 
 def platt(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    return fit_platt(_logit(p), y)
+    """Platt calibration to even odds: dev_eval is 70% fake, an analyst's cases need not be."""
+    return fit_platt(_logit(p), y, sample_weight=balanced_weights(y))
 
 
 def apply_platt(p: np.ndarray, ab: tuple[float, float]) -> np.ndarray:
@@ -96,8 +97,9 @@ def cross_fitted_ece(rows: list[dict], s: np.ndarray) -> dict:
         m = src == g
         if len(set(y[~m])) == 2:
             cal[m] = apply_platt(s[m], platt(s[~m], y[~m]))
-    return {"as_trained": round(reliability(y, s)["ece"], 4),
-            "platt_fitted_on_other_sources": round(reliability(y[np.isfinite(cal)], cal[np.isfinite(cal)])["ece"], 4)}
+    ok = np.isfinite(cal)
+    return {"as_trained": round(reliability(y, s, balanced=True)["ece"], 4),
+            "platt_fitted_on_other_sources": round(reliability(y[ok], cal[ok], balanced=True)["ece"], 4)}
 
 
 def threshold_map(thr: float, old: dict | None, new: tuple[float, float]) -> float:
@@ -137,12 +139,16 @@ def train_sample_scores(sample_csv: Path, whisper_run: Path) -> list[dict]:
     return [r for r in rows if r["p_whisper"] != ""]
 
 
-def compare(dev_dir: Path, whisper_runs: dict[str, Path], sample_csv: Path, models_dir: Path) -> dict:
-    """Every configuration of the plan on every variant; the choices the plan's rules make."""
+def compare(dev_dir: Path, whisper_runs: dict[str, Path], sample_csv: Path, models_dir: Path,
+            extras: dict[str, tuple[str, str]] | None = None) -> dict:
+    """Every configuration of the plan on every variant; the choices the plan's rules make.
+    `extras` adds single models scored elsewhere (label -> (dev_dir sub-folder, model name)),
+    reported without a threshold (runs trained without out-of-fold scores have none)."""
     import json
 
     cards = {n: json.loads((models_dir / f"{n}.json").read_text()) for n in SIX}
     ens_card = json.loads((models_dir / "ensemble.json").read_text())
+    ens_card = ens_card.get("previous", ens_card)       # the ensemble as it stood before `ship` rewrote it
     w_cards = {w: json.loads((d / "whisper.json").read_text()) for w, d in whisper_runs.items()}
     tables = {v: {w: read(dev_dir / w / f"{v}.csv") for w in whisper_runs if (dev_dir / w / f"{v}.csv").exists()}
               for v in VARIANTS}
@@ -162,6 +168,10 @@ def compare(dev_dir: Path, whisper_runs: dict[str, Path], sample_csv: Path, mode
         add("shipped ensemble (gnn + resnet)", v, rows, col(rows, "ensemble"), ens_card["threshold"])
         for w, t in tables[v].items():
             add(f"whisper {w}", v, t, col(t, "whisper"), w_cards[w]["threshold"])
+        for label, (sub, model) in (extras or {}).items():
+            if (dev_dir / sub / f"{v}.csv").exists():
+                t = read(dev_dir / sub / f"{v}.csv")
+                add(label, v, t, col(t, model), None)
     # the plan's choices, on dev_eval as restored
     best_w = min(tables["restored"], key=lambda w: out["configs"][f"whisper {w}"]["restored"]["eer"])
     sample = train_sample_scores(sample_csv, whisper_runs[best_w])
@@ -192,13 +202,22 @@ def calibrate_and_band(dev_dir: Path, best_w: str, members: list[str], threshold
     out: dict = {}
     rows = join(read(dev_dir / "shipped" / "restored.csv"), read(dev_dir / best_w / "restored.csv"))
     y, s = labels(rows), mean_of(rows, members)
-    ab = platt(s, y)
+    ece = cross_fitted_ece(rows, s)
+    fitted = platt(s, y)
+    # a calibration ships only if it holds on sources it was not fitted on (leave one source out)
+    keep = ece["platt_fitted_on_other_sources"] < ece["as_trained"]
+    ab = fitted if keep else (1.0, 0.0)
     cal_thr = threshold_map(threshold, None, ab)
     sc = apply_platt(s, ab)
     band = fit_band(y, sc, cal_thr, target)
-    out.update(calibration={"method": "platt", "a": round(ab[0], 6), "b": round(ab[1], 6)}, threshold=round(cal_thr, 6),
-               band=band, ece=cross_fitted_ece(rows, s), ece_after_in_sample=round(reliability(y, sc)["ece"], 4),
-               reliability=reliability(y, sc))
+    calibration = ({"method": "platt", "a": round(ab[0], 6), "b": round(ab[1], 6)} if keep else
+                   {"method": "none", "why": "a Platt calibration fitted on the other dev_eval sources raised the "
+                    f"ECE from {ece['as_trained']:.3f} to {ece['platt_fitted_on_other_sources']:.3f}: it does not "
+                    "carry across sources, so P(fake) is left as trained",
+                    "rejected": {"a": round(fitted[0], 6), "b": round(fitted[1], 6)}})
+    out.update(calibration=calibration, threshold=round(cal_thr, 6), band=band, ece=ece,
+               ece_after_in_sample=round(reliability(y, sc, balanced=True)["ece"], 4),
+               reliability=reliability(y, sc, balanced=True))
     for v in VARIANTS:
         r = join(read(dev_dir / "shipped" / f"{v}.csv"), read(dev_dir / best_w / f"{v}.csv"))
         yv, sv = labels(r), apply_platt(mean_of(r, members), ab)
@@ -243,20 +262,25 @@ def ship(comparison: dict, calib: dict, whisper_run: Path, models_dir: Path, com
     ens = {
         "name": "ensemble", "set": "shipped", "members": names,
         "rule": f"{ch['rule'] if ch['whisper_joins'] else 'the pool-validated top two'}: equal weights on "
-                f"{', '.join(members)}, then a Platt calibration fitted on dev_eval",
+                f"{', '.join(members)}, then the calibration below",
         "rule_name": ch["rule"] if ch["whisper_joins"] else "top2",
         "weights": {n: (1 / len(members) if n in members else 0.0) for n in names},
         "threshold": calib["threshold"],
         "threshold_source": ("EER threshold on a capped sample of the extended pool's train split (whisper: its "
-                             "out-of-fold scores), mapped through the dev_eval calibration"
-                             if len(members) > 1 else "the whisper card's out-of-fold EER threshold, mapped through "
-                             "the dev_eval calibration"),
-        "calibration": {**calib["calibration"], "fitted_on": "the ensemble's scores on dev_eval as restored"},
+                             "out-of-fold scores)" if len(members) > 1 else
+                             "the whisper card's EER threshold on source-grouped out-of-fold training scores")
+                            + (", mapped through the dev_eval calibration"
+                               if calib["calibration"]["method"] == "platt" else ""),
+        "calibration": ({**calib["calibration"], "fitted_on": "the ensemble's scores on dev_eval as restored, "
+                         "real and fake weighted equally (P(fake) at even odds)"}
+                        if calib["calibration"]["method"] == "platt" else calib["calibration"]),
         "inconclusive_band": {
             "low": round(band["low"], 6), "high": round(band["high"], 6), "target": band["target"],
             "source": (f"fitted on dev_eval (4 sources never trained on, {band['clips']} clips): outside "
                        f"[{band['low']:.2f}, {band['high']:.2f}) the call was right at least {band['target']:.0%} of "
-                       "the time there"),
+                       "the time there, real and fake clips counted at equal weight"
+                       + ("; no range of scores was real that often, so this set never says 'likely real'"
+                          if band["low"] <= 0 else "")),
             "figures": band},
         "dev_eval": {"protocol": PROTOCOL, **calib["variants"], "ece": calib["ece"],
                      "ece_after_calibration_in_sample": calib["ece_after_in_sample"],
@@ -282,6 +306,8 @@ def main(argv=None) -> int:
     p.add_argument("--whisper", action="append", required=True, metavar="NAME=RUN_DIR",
                    help="a whisper candidate: its dev_dir sub-folder name and its training run folder")
     p.add_argument("--train-sample", required=True, help="restored.csv of the shipped six on a train sample")
+    p.add_argument("--extra", action="append", default=[], metavar="LABEL=SUBDIR:MODEL",
+                   help="another single model's scores to report (no threshold)")
     p.add_argument("--models", default="assets/models")
     p.add_argument("--out", required=True, help="where the comparison JSON goes")
     p.add_argument("--ship", action="store_true", help="write the choices into --models")
@@ -290,7 +316,8 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     runs = dict(w.split("=", 1) for w in a.whisper)
     runs = {k: Path(v) for k, v in runs.items()}
-    comp = compare(Path(a.dev_dir), runs, Path(a.train_sample), Path(a.models))
+    extras = {e.split("=", 1)[0]: tuple(e.split("=", 1)[1].split(":", 1)) for e in a.extra}
+    comp = compare(Path(a.dev_dir), runs, Path(a.train_sample), Path(a.models), extras)
     ch = comp["choices"]
     members = ch["members"] if ch["whisper_joins"] else ["gnn", "resnet"]
     thr = ch["threshold_before_calibration"] if ch["whisper_joins"] else json.loads(
@@ -312,8 +339,9 @@ def main(argv=None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{v:.1%}"
 
 
 def markdown(comp: dict, audit_md: str = "") -> str:
@@ -339,7 +367,7 @@ def markdown(comp: dict, audit_md: str = "") -> str:
               "| configuration | " + " | ".join(sources) + " |", "|---|" + "---|" * len(sources)]
     for name, ps in comp["per_source"].items():
         lines.append(f"| {name} | " + " | ".join(f"{ps[s]:.1%}" if s in ps else "" for s in sources) + " |")
-    lines += ["", "## Reliability of P(fake) (ECE, as restored)", "",
+    lines += ["", "## Reliability of P(fake) (ECE, as restored, real and fake at equal weight)", "",
               "| configuration | as trained | Platt fitted on the other dev_eval sources |", "|---|---|---|"]
     for name, e in comp["ece"].items():
         lines.append(f"| {name} | {e['as_trained']:.3f} | {e['platt_fitted_on_other_sources']:.3f} |")
@@ -348,15 +376,19 @@ def markdown(comp: dict, audit_md: str = "") -> str:
               f"- whisper candidate chosen: **{ch['whisper']}**; it joins the default set: **{ch['whisper_joins']}**.",
               f"- ensemble rule: **{ch['rule'] if ch['whisper_joins'] else 'unchanged (gnn + resnet)'}**, members "
               f"{', '.join(ch['members'] if ch['whisper_joins'] else ['gnn', 'resnet'])}, equal weights.",
-              f"- calibration: Platt on `dev_eval` as restored (a = {cal['calibration']['a']:.3f}, "
-              f"b = {cal['calibration']['b']:.3f}); ECE as trained {cal['ece']['as_trained']:.3f}, with a Platt "
-              f"fitted on the other sources {cal['ece']['platt_fitted_on_other_sources']:.3f}, in-sample after "
-              f"{cal['ece_after_in_sample']:.3f}.",
-              f"- threshold {cal['threshold']:.3f} (from training-side scores, mapped through the calibration).",
-              f"- inconclusive band [{b['low']:.3f}, {b['high']:.3f}): outside it the call was right "
-              f"{b['right_when_fake'] if b['right_when_fake'] is not None else float('nan'):.1%} (likely fake) and "
-              f"{b['right_when_real'] if b['right_when_real'] is not None else float('nan'):.1%} (likely real) of "
-              f"the time; {b['inconclusive_share']:.1%} of `dev_eval` is inconclusive.", "",
+              (f"- calibration: Platt on `dev_eval` as restored, to even odds (a = {cal['calibration']['a']:.3f}, "
+               f"b = {cal['calibration']['b']:.3f})" if cal["calibration"]["method"] == "platt" else
+               f"- calibration: none ({cal['calibration']['why']})")
+              + f"; ECE as trained {cal['ece']['as_trained']:.3f}, with a Platt fitted on the other sources "
+              f"{cal['ece']['platt_fitted_on_other_sources']:.3f}, as shipped {cal['ece_after_in_sample']:.3f}.",
+              f"- threshold {cal['threshold']:.3f} (from training-side out-of-fold scores"
+              + (", mapped through the calibration)." if cal["calibration"]["method"] == "platt" else ")."),
+              f"- inconclusive band [{b['low']:.3f}, {b['high']:.3f}) (target: right {b['target']:.0%} of the time, "
+              "real and fake counted at equal weight): above it the call 'likely fake' was right "
+              f"{_pct(b['right_when_fake'])}; below it 'likely real' was right {_pct(b['right_when_real'])}"
+              + (" (no range of scores held real recordings that often, so the set never says 'likely real')"
+                 if b["low"] <= 0 else "") + f"; {b['inconclusive_share']:.1%} of `dev_eval` is inconclusive.",
+              "", "The same calibration, threshold and band on each variant (shares of clips, unweighted):", "",
               "| variant | EER | AUC | real called fake | fakes caught | inconclusive | right when likely fake | "
               "right when likely real |", "|---|---|---|---|---|---|---|---|"]
     for v, f in cal["variants"].items():
@@ -370,3 +402,7 @@ def markdown(comp: dict, audit_md: str = "") -> str:
                   "source-grouped folds and example weights, on the clips as restored and on the crops the "
                   "models are trained on (near 50% = no usable cue).", "", audit_md.strip()]
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
