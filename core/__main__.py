@@ -343,9 +343,13 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def _sha256_of_file(path: str) -> str | None:
+    """The file's sha256, or None for what is not a regular file (a FIFO would block) or unreadable."""
     import hashlib
+    import stat
 
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
         h = hashlib.sha256()
         with open(path, "rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -359,8 +363,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .errors import AudioError
     from .report import case_report
 
+    import stat
+
     det = make_detector(args)
     try:
+        if not stat.S_ISREG(os.stat(args.file).st_mode):   # a FIFO would block the read forever
+            print(f"error: {args.file}: not a regular file (a pipe, socket or device)", file=sys.stderr)
+            return EXIT_NOTHING_SCORED
         data = Path(args.file).read_bytes()
     except OSError as e:
         print(f"error: {args.file}: cannot read ({e.strerror or e})", file=sys.stderr)

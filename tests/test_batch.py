@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import speechlike
-from core.batch import (_Lock, csv_columns, expand_sources, read_done, read_results, repair_csv,
+from core.batch import (ASSESSMENT_COLUMNS, _Lock, csv_columns, expand_sources, read_done, read_results, repair_csv,
                         result_to_row, run_batch)
 from core.errors import ConfigError
 from core.inference import Detector
@@ -170,7 +170,7 @@ def test_a_csv_from_before_the_verdict_columns_resumes_in_its_own_layout(det2, m
     out = tmp_path / "old.csv"
     run_batch([files[0]], out, det2)
     new_cols = csv_columns(["darts", "lstm"])
-    old_cols = [c for c in new_cols if not c.startswith("verdict_")]
+    old_cols = [c for c in new_cols if not c.startswith("verdict_") and c not in ASSESSMENT_COLUMNS]
     rows = read_rows(out)
     with open(out, "w", newline="") as f:   # the same row as an older version wrote it
         w = csv.writer(f, lineterminator="\n")
@@ -178,7 +178,7 @@ def test_a_csv_from_before_the_verdict_columns_resumes_in_its_own_layout(det2, m
         w.writerows([[r[c] for c in old_cols] for r in rows])
     s = run_batch([make.folder], out, det2)
     assert (s.skipped, s.scored) == (1, 2) and s.older_layout
-    assert "verdict_<model>" in s.text() and "--no-resume" in s.text()
+    assert "verdict_<model>" in s.text() and "assessment" in s.text() and "--no-resume" in s.text()
     assert len(assert_valid_csv(out, old_cols)) == 3
     s2 = run_batch([make.folder], out, det2, resume=False)
     assert not s2.older_layout and len(assert_valid_csv(out, new_cols)) == 3

@@ -19,7 +19,7 @@ from core.training.datasets import read_labelled
 from core.errors import ConfigError, WeightsError
 from core.inference import Detector
 from core.loading import load_set
-from core.models.registry import MODEL_NAMES, get_set
+from core.models.registry import ALL_MODEL_NAMES, MODEL_NAMES, get_set
 from core.training.oof import clip_scores
 from core.training.train import add_evaluate_arguments, add_train_arguments, evaluate_command, train_command
 from core.weights import load_weights
@@ -215,7 +215,7 @@ def test_shipped_set_loads_offline_and_scores(tmp_path, make):
     assert out.returncode == 0, out.stderr
     res = json.loads(out.stdout)
     assert res["set"] == "shipped"
-    assert set(res["models"]) == set(MODEL_NAMES)
+    assert set(res["models"]) == set(ALL_MODEL_NAMES)
     for name, (p, source, thr_src) in res["models"].items():
         assert 0.0 <= p <= 1.0 and source == "shipped" and "EER" in thr_src, name
     assert "EER" in res["ens"][1]
