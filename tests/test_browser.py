@@ -113,6 +113,18 @@ def test_upload_in_chromium_shows_verdict_and_spectrogram(seed_weights, tmp_path
                 expect(page.locator(".js-plotly-plot", has_text="P(fake) over time")).to_be_visible()
                 assert spectrogram.locator(".heatmaplayer, image, .hm").count() > 0
                 page.screenshot(path=str(artifacts / "browser_analyze.png"))
+                report_button = page.get_by_role("button", name="Download the case report (HTML)")
+                expect(report_button).to_be_visible(timeout=60_000)
+                with page.expect_download(timeout=60_000) as dl:
+                    report_button.click()
+                report_path = tmp_path / "case-report.html"
+                dl.value.save_as(str(report_path))
+                report_html = report_path.read_text()
+                import hashlib
+
+                assert hashlib.sha256(clip.read_bytes()).hexdigest() in report_html
+                assert "http" not in report_html.lower() and "data:image/png;base64," in report_html
+                assert f"{want.p_fake:.3f}" in report_html
                 spectrogram.scroll_into_view_if_needed()
                 page.screenshot(path=str(artifacts / "browser_analyze_spectrogram.png"))
             finally:
