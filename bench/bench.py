@@ -439,7 +439,11 @@ def main(argv=None) -> int:
     from core.models.registry import get_set, select_models
     from core.weights import resolve_checkpoint
 
-    models = [s.name for s in select_models(get_set("seed"), args.models)]
+    seed_names = {s.name for s in get_set("seed").specs}
+    wanted = [m.strip() for m in (args.models or "").split(",") if m.strip()] or None
+    models = [s.name for s in select_models(get_set("seed"), [m for m in wanted if m in seed_names] if wanted
+                                            else None)]
+    shipped_models = [s.name for s in select_models(get_set("shipped"), wanted)]   # may hold whisper
     tmp = Path(tempfile.mkdtemp(prefix="deepfake_bench_"))
     t_start = time.perf_counter()
     try:
@@ -465,9 +469,9 @@ def main(argv=None) -> int:
         if args.sets in ("shipped", "both"):
             shipped = get_set("shipped")
             try:
-                for s in select_models(shipped, args.models):
+                for s in select_models(shipped, shipped_models):
                     resolve_checkpoint(shipped, s, None, allow_download=False)
-                md += bench_set("shipped", models, cfg0, clips, naive_clips, args)
+                md += bench_set("shipped", shipped_models, cfg0, clips, naive_clips, args)
             except Exception as e:  # no shipped weights yet
                 md += ["### Set `shipped`", "", f"Not measured: {' '.join(str(e).split())[:300]}", ""]
 
