@@ -7,10 +7,11 @@ decoded cache (`decoded_pool`) in minutes, validated leave-sources-out, and cann
 the training sources' channels the way a deep head can.
 
 Shortcuts: every training example is a crop of exactly one window (short clips tiled, the
-engine's rule), so duration and leading/trailing silence are not visible to it. Each crop is
-passed through the same random channel chain for both classes (`augment`), and examples are
-weighted so that every (source, label) cell weighs the same, whatever its clip count: the two
-sources that dominate the fake side do not make it a detector of their vocoders.
+engine's rule), so a clip's duration is not visible to it. The augmented crops go through
+random transforms drawn alike for both classes (`augment`, and with `--chain channel` also
+`channel.chain`), and examples are weighted so that every (source, label) cell weighs the same,
+whatever its clip count: the two sources that dominate the fake side do not make it a detector
+of their vocoders. `shortcuts.py` audits what is left.
 
     python -m core.training.whisper_backend extract CACHE [CACHE ...] --out feats.npz
     python -m core.training.whisper_backend fit feats.npz --out assets/models
