@@ -152,7 +152,8 @@ SETS: dict[str, ModelSet] = {
         cards={s.name: _seed_card(s.name, s.family, s.front_end, _SEED_REPORTED[s.name]) for s in _SEED_SPECS},
     ),
     "shipped": ModelSet(
-        "shipped", "Project detectors trained on the shared pool (shipped, offline)", _SHIPPED_SPECS,
+        "shipped", "Project detectors, shipped and offline: six compact families (shared pool) + whisper (extended pool)",
+        _SHIPPED_SPECS,
         shipped_dir=SHIPPED_DIR, default_threshold=0.5, threshold_source="default 0.5 (no card)",
     ),
 }
