@@ -372,8 +372,9 @@ class BatchSummary:
         if self.model_errors:
             lines.append(f"{self.model_errors} rows have a model that failed (see the error column)")
         if self.older_layout:
-            lines.append("resumed a CSV written before the assessment and verdict_<model> columns: its rows keep that layout "
-                         "(no per-model verdicts); use --no-resume or another --out to get them")
+            lines.append("resumed a CSV written before the assessment and verdict_<model> columns: "
+                         "its rows keep that layout "
+                         "(no assessment or per-model verdicts); use --no-resume or another --out to get them")
         if self.repaired_bytes:
             lines.append(f"cut a half-written last line ({self.repaired_bytes} bytes) left by an interrupted run")
         for e in self.error_examples:

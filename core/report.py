@@ -109,7 +109,8 @@ def _svg_timeline(windows, duration: float, threshold: float, band, marks, width
         parts.append(f'<rect x="{x(a):.1f}" y="10" width="{max(1.0, x(b) - x(a)):.1f}" height="{height - 30}" '
                      'fill="#f4b6b6" opacity="0.6"/>')
     if band is not None:
-        parts.append(f'<rect x="40" y="{y(band.high):.1f}" width="{width - 50}" height="{y(band.low) - y(band.high):.1f}" '
+        parts.append(f'<rect x="40" y="{y(band.high):.1f}" width="{width - 50}" '
+                     f'height="{y(band.low) - y(band.high):.1f}" '
                      'fill="#dddddd" opacity="0.5"/>')
     parts.append(f'<line x1="40" x2="{width - 10}" y1="{y(threshold):.1f}" y2="{y(threshold):.1f}" '
                  'stroke="#b00" stroke-dasharray="4 3"/>')
@@ -189,7 +190,8 @@ def build_html(res, det, identity: dict, samples: np.ndarray | None, analysed_at
         "<h2>File</h2>" + _table([("name", identity["name"]), ("size", f"{identity['size_bytes']:,} bytes"),
                                   ("sha256", identity["sha256"])]),
         f"<h2>Assessment</h2><p class='verdict' style='color:{colour_of}'>{esc(word)}</p>"
-        + _table([("ensemble P(fake) (higher = more likely fake)", f"{ens.p_fake:.3f}" if ens and ens.p_fake is not None else "n/a"),
+        + _table([("ensemble P(fake) (higher = more likely fake)",
+                   f"{ens.p_fake:.3f}" if ens and ens.p_fake is not None else "n/a"),
                   ("threshold", f"{ens.threshold:.3f} ({ens.threshold_source})" if ens else ""),
                   ("inconclusive band", f"[{band.low:.2f}, {band.high:.2f}) ({band.source})" if band else ""),
                   ("ensemble", ens.source if ens else ""),

@@ -3,7 +3,8 @@
 A `ModelSpec` says everything needed to use one model: its name and family, how to build
 the network, which front end feeds it, which checkpoint file holds its weights, and what
 its raw output means. A `ModelSet` is the specs that belong together (the seed's six; the
-shipped set adds a seventh, `whisper`) plus where their weights come from. A seventh model is one new file in `core/models/` and one entry here.
+shipped set adds a seventh, `whisper`) plus where their weights come from. A new model is one
+new file in `core/models/` and one entry here.
 
 >>> from core.models.registry import get_set
 >>> [s.name for s in get_set("seed").specs]
@@ -152,7 +153,8 @@ SETS: dict[str, ModelSet] = {
         cards={s.name: _seed_card(s.name, s.family, s.front_end, _SEED_REPORTED[s.name]) for s in _SEED_SPECS},
     ),
     "shipped": ModelSet(
-        "shipped", "Project detectors, shipped and offline: six compact families (shared pool) + whisper (extended pool)",
+        "shipped",
+        "Project detectors, shipped and offline: six compact families (shared pool) + whisper (extended pool)",
         _SHIPPED_SPECS,
         shipped_dir=SHIPPED_DIR, default_threshold=0.5, threshold_source="default 0.5 (no card)",
     ),

@@ -71,7 +71,8 @@ def variant_path(item, restored: Path, cache: Path, variant: str) -> Path:
 def score_variant(det, items, restored: Path, cache: Path, variant: str, out_csv: Path) -> Path:
     from tqdm import tqdm
 
-    paths = [(it.meta["path"], variant_path(it, restored, cache, variant)) for it in tqdm(items, desc=f"{variant} files")]
+    paths = [(it.meta["path"], variant_path(it, restored, cache, variant))
+             for it in tqdm(items, desc=f"{variant} files")]
     names = [m.name for m in det.models]
     bar = tqdm(total=len(paths), desc=f"scoring {variant}")
     rows = []
