@@ -344,17 +344,12 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def _sha256_of_file(path: str) -> str | None:
     """The file's sha256, or None for what is not a regular file (a FIFO would block) or unreadable."""
-    import hashlib
     import stat
 
+    from .weights import sha256_of
+
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return None
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        return h.hexdigest()
+        return sha256_of(path) if stat.S_ISREG(os.stat(path).st_mode) else None
     except OSError:
         return None
 

@@ -226,18 +226,11 @@ REPORT_MAX_S = 600.0   # the spectrogram covers at most the first 10 minutes (me
 
 def report_samples(data: bytes, name: str, max_s: float = REPORT_MAX_S) -> np.ndarray | None:
     """The first `max_s` seconds at 16 kHz for the report's spectrogram, or None when undecodable."""
-    from .audio import TARGET_SR
-    from .decoding import open_audio
+    from .explain import read_span
 
     try:
-        parts, n = [], 0
-        with open_audio(data, name) as r:   # in a limited child, as for scoring
-            for block in r.blocks():
-                parts.append(block)
-                n += len(block)
-                if n >= max_s * TARGET_SR:
-                    break
-        return np.concatenate(parts)[: int(max_s * TARGET_SR)] if parts else None
+        x = read_span(data, 0.0, max_s, name)   # streamed through the limited decoder child
+        return x if len(x) else None
     except Exception:  # the verdict stands without a spectrogram
         return None
 

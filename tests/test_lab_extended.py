@@ -129,7 +129,7 @@ def test_the_audit_on_a_cache_sees_the_planted_rate_and_length_cue(tiny_pool, tm
 
 
 def test_dev_eval_figures_at_a_threshold():
-    from core.training.dev_eval import figures
+    from core.training.unseen_report import figures
 
     y = np.r_[np.zeros(10), np.ones(10)].astype(int)
     s = np.r_[np.linspace(0, 0.45, 10), np.linspace(0.55, 1, 10)]

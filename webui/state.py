@@ -174,11 +174,11 @@ def _load_detector(set_choice: str, models: tuple[str, ...], weights: str | None
     """Load once per process. A failure is cached too (retry with `reload_models()`).
     Names the resolved set does not have (whisper, for the seed's set) are left out."""
     try:
-        in_set = {s.name for s in get_set(resolve_set_name(set_choice, weights)).specs}
+        resolved = resolve_set_name(set_choice, weights)
+        in_set = {s.name for s in get_set(resolved).specs}
         chosen = [m for m in models if m in in_set]
         if not chosen:
-            return None, (f"none of the selected models ({', '.join(models)}) is in the "
-                          f"{resolve_set_name(set_choice, weights)} set")
+            return None, f"none of the selected models ({', '.join(models)}) is in the {resolved} set"
         return Detector.from_set(set_choice, models=chosen, weights_dir=weights,
                                  allow_download=allow_download), None
     except DetectorError as e:

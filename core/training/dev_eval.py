@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..metrics import eer, error_rates, roc_auc
 from .datasets import read_labelled
+from .unseen_report import col, figures, labels, read
 
 VARIANTS = {
     "restored": None,
@@ -94,29 +94,6 @@ def score_variant(det, items, restored: Path, cache: Path, variant: str, out_csv
     return out_csv
 
 
-def read_scores(path: str | Path) -> tuple[list[dict], list[str]]:
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    cols = [c[2:] for c in rows[0] if c.startswith("p_")]
-    return rows, cols
-
-
-def figures(labels: np.ndarray, scores: np.ndarray, threshold: float | None) -> dict:
-    """EER, AUC and, at `threshold`, the share of real clips called fake and of fakes caught."""
-    ok = np.isfinite(scores)
-    labels, scores = labels[ok], scores[ok]
-    e, t = eer(labels, scores)
-    out = {"n": int(len(labels)), "eer": float(e), "eer_threshold": float(t), "auc": float(roc_auc(labels, scores))}
-    if threshold is not None:
-        r = error_rates(labels, scores, threshold)
-        out.update(threshold=float(threshold), real_called_fake=float(r["fpr"]), fakes_caught=float(1 - r["fnr"]))
-    return out
-
-
-def column(rows: list[dict], name: str) -> np.ndarray:
-    return np.array([float(r[f"p_{name}"]) if r.get(f"p_{name}") not in ("", None) else np.nan for r in rows])
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m core.training.dev_eval", description=__doc__.split("\n\n")[0])
     p.add_argument("restored", help="the folder restore.py wrote (holds manifest.csv)")
@@ -138,10 +115,9 @@ def main(argv=None) -> int:
     items = dev_items(restored, a.split, a.cap)
     for v in a.variants.split(","):
         csv_path = score_variant(det, items, restored, Path(a.cache or out / "audio"), v, out / f"{v}.csv")
-        rows, cols = read_scores(csv_path)
-        y = np.array([int(r["label"]) for r in rows])
-        for c in cols:
-            f = figures(y, column(rows, c), None)
+        rows = read(csv_path)
+        for c in (k[2:] for k in rows[0] if k.startswith("p_")):
+            f = figures(labels(rows), col(rows, c), None)
             print(f"{v:9s} {c:9s} EER {f['eer']:.3f}  AUC {f['auc']:.3f}", file=sys.stderr)
     return 0
 

@@ -27,7 +27,7 @@ import numpy as np
 from ..audio import AudioFacts, _FactsAccumulator
 from ..metrics import eer, roc_auc
 from .decoded_pool import read_index
-from .whisper_backend import cell_weights, grouped_folds, training_crops
+from .whisper_backend import _clip_labels, cell_weights, clip_means, grouped_folds, training_crops
 
 CODECS = ("PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE", "MPEG_LAYER_III", "FLAC", "VORBIS", "OPUS", "ULAW")
 
@@ -61,12 +61,9 @@ def grouped_eer(x: np.ndarray, y: np.ndarray, groups: np.ndarray, keys: np.ndarr
         mu, sd = x[~held].mean(0), x[~held].std(0) + 1e-6
         lr = LogisticRegression(C=1.0, max_iter=2000).fit((x[~held] - mu) / sd, y[~held], sample_weight=w[~held])
         oof[held] = lr.decision_function((x[held] - mu) / sd)
-    order = list(dict.fromkeys(keys))
-    idx = {kk: np.flatnonzero(keys == kk) for kk in order}
-    clip_s = np.array([oof[idx[kk]].mean() for kk in order])
-    clip_y = np.array([y[idx[kk][0]] for kk in order])
+    clip_s, clip_y = clip_means(oof, keys), _clip_labels(y, keys)
     e, _ = eer(clip_y, clip_s)
-    return {"eer": float(e), "auc": float(roc_auc(clip_y, clip_s)), "clips": len(order)}
+    return {"eer": float(e), "auc": float(roc_auc(clip_y, clip_s)), "clips": len(clip_y)}
 
 
 def audit(caches: list[str], crops_per_clip: int = 2, seed: int = 0) -> dict:

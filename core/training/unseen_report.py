@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..metrics import balanced_weights, eer, error_rates, fit_platt, reliability, roc_auc
+from .validation_report import _logit
 
 VARIANT_TITLES = {"restored": "as restored", "platform": "platform (24 kHz mp3, 64 kbit/s)",
                   "phone": "phone (300-3400 Hz, 8 kHz, mu-law)"}
@@ -73,11 +74,6 @@ def per_source(rows: list[dict], s: np.ndarray) -> dict:
     return out
 
 
-def _logit(p):
-    p = np.clip(np.asarray(p, float), 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
-
-
 def platt(p: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """Platt calibration to even odds: dev_eval is 70% fake, an analyst's cases need not be."""
     return fit_platt(_logit(p), y, sample_weight=balanced_weights(y))
@@ -102,12 +98,9 @@ def cross_fitted_ece(rows: list[dict], s: np.ndarray) -> dict:
             "platt_fitted_on_other_sources": round(reliability(y[ok], cal[ok], balanced=True)["ece"], 4)}
 
 
-def threshold_map(thr: float, old: dict | None, new: tuple[float, float]) -> float:
-    """A threshold on old-calibrated scores, re-expressed on new-calibrated ones (same decisions)."""
-    z = _logit(thr)
-    if old:
-        z = (z - old["b"]) / old["a"]
-    return float(1 / (1 + np.exp(-(new[0] * z + new[1]))))
+def threshold_map(thr: float, ab: tuple[float, float]) -> float:
+    """A threshold on uncalibrated scores, re-expressed on Platt-calibrated ones (same decisions)."""
+    return float(apply_platt(np.array([thr]), ab)[0])
 
 
 # -- the session's comparison, as planned in reports/experiments.md --------------------------------
@@ -118,12 +111,10 @@ VARIANTS = ("restored", "platform", "phone")
 
 def whisper_oof(run_dir: Path) -> dict[str, float]:
     """The whisper run's out-of-fold clip P(fake) on its training clips, by clip key."""
+    from .whisper_backend import _clip_index, _clip_scores
+
     d = np.load(Path(run_dir) / "whisper.oof.npz")
-    p = 1 / (1 + np.exp(-d["logit"]))
-    sums: dict[str, list[float]] = {}
-    for k, v in zip(d["key"], p):
-        sums.setdefault(str(k), []).append(float(v))
-    return {k: float(np.mean(v)) for k, v in sums.items()}
+    return {str(k): float(v) for k, v in zip(_clip_index(d["key"])[0], _clip_scores(d["logit"], d["key"]))}
 
 
 def train_sample_scores(sample_csv: Path, whisper_run: Path) -> list[dict]:
@@ -207,7 +198,7 @@ def calibrate_and_band(dev_dir: Path, best_w: str, members: list[str], threshold
     # a calibration ships only if it holds on sources it was not fitted on (leave one source out)
     keep = ece["platt_fitted_on_other_sources"] < ece["as_trained"]
     ab = fitted if keep else (1.0, 0.0)
-    cal_thr = threshold_map(threshold, None, ab)
+    cal_thr = threshold_map(threshold, ab)
     sc = apply_platt(s, ab)
     band = fit_band(y, sc, cal_thr, target)
     calibration = ({"method": "platt", "a": round(ab[0], 6), "b": round(ab[1], 6)} if keep else

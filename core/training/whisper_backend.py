@@ -229,11 +229,15 @@ def _clip_index(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return uniq[order], rank[inverse]
 
 
+def clip_means(values: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Mean of `values` over each clip's rows, in the order of the clips' first appearance."""
+    uniq, row_clip = _clip_index(keys)
+    return np.bincount(row_clip, values, len(uniq)) / np.bincount(row_clip, None, len(uniq))
+
+
 def _clip_scores(window_logits: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """Mean P(fake) over a clip's crops, in the order of the clips' first appearance."""
-    uniq, row_clip = _clip_index(keys)
-    p = 1 / (1 + np.exp(-window_logits))
-    return np.bincount(row_clip, p, len(uniq)) / np.bincount(row_clip, None, len(uniq))
+    return clip_means(1 / (1 + np.exp(-window_logits)), keys)
 
 
 def _clip_labels(y: np.ndarray, keys: np.ndarray) -> np.ndarray:
