@@ -64,6 +64,10 @@ def add_model_options(p: argparse.ArgumentParser, scoring: bool = True) -> None:
                    help="score only each model's first window (its training crop), normalised over the whole "
                         "clip: reproduces the seed app's number on any file, but leaves the rest of a long "
                         "file unscored. Cannot be combined with --window")
+    s.add_argument("--no-speech-check", action="store_true",
+                   help="skip the language and speech check (multilingual Whisper base on each file's first "
+                        "30 s, about a second per file): without it, music, no speech or a language the models "
+                        "barely trained on are not flagged at the verdict")
     s.add_argument("--batch-size", type=positive_int, default=32, metavar="N",
                    help="windows scored together per model call (default 32); lower it to save memory")
     s.add_argument("--workers", type=positive_int, default=2, metavar="N",
@@ -236,7 +240,8 @@ def make_detector(args: argparse.Namespace):
                             allow_download=not args.no_download, revision=args.revision,
                             hop_fraction=args.hop, window_s=args.window, batch_size=args.batch_size,
                             decode_workers=args.workers, precision=args.precision,
-                            seed_crop=getattr(args, "seed_crop", False))
+                            seed_crop=getattr(args, "seed_crop", False),
+                            spoken_check=not getattr(args, "no_speech_check", True))  # off without scoring options
     for name, why in det.loaded.skipped.items():
         print(f"warning: model {name} skipped, scoring without it: {why}", file=sys.stderr)
     return det
@@ -275,6 +280,11 @@ def format_result(res, det) -> str:
     lines.append(f"  {f.duration_s:.2f} s, {f.original_rate} Hz {ch}, {f.container}/{f.codec}, "
                  f"peak {f.peak_dbfs:.1f} dBFS, silence {f.silence_ratio:.0%}, "
                  f"bandwidth {f.bandwidth_hz / 1000:.1f} kHz, set {res.set_name}")
+    from .spoken import spoken_rows
+
+    heard = spoken_rows(res.spoken)
+    if heard:
+        lines.append("  " + "; ".join(f"{k.lower()}: {v}" for k, v in heard))
     w = max(8, *(len(n) for n in res.models))
     lines.append(f"  {'model':<{w}}  P(fake)  max    thresh  verdict  windows  weights")
     for name, m in res.models.items():

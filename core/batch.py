@@ -46,10 +46,11 @@ def csv_columns(model_names: Iterable[str]) -> list[str]:
     model's own verdict (at its own threshold), so a reader can see which models said fake."""
     names = list(model_names)
     return (_older_columns(names)[:-2] + list(ASSESSMENT_COLUMNS) + [f"verdict_{n}" for n in names]
-            + ["warnings", "error"])
+            + list(SPOKEN_COLUMNS) + ["warnings", "error"])
 
 
 ASSESSMENT_COLUMNS = ("assessment", "band_low", "band_high", "assessment_reasons")
+SPOKEN_COLUMNS = ("language", "language_p", "no_speech_p")     # core/spoken.py; empty when not checked
 
 
 def _older_columns(names: list[str]) -> list[str]:
@@ -90,6 +91,12 @@ def result_to_row(res: FileResult, model_names: Iterable[str]) -> dict:
         a = res.assessment
         row.update(assessment=a.label, band_low=round(a.band.low, 6), band_high=round(a.band.high, 6),
                    assessment_reasons=" | ".join(a.reasons + a.cautions).replace("\n", " "))
+    sp = res.spoken
+    if sp is not None and sp.content is not None:
+        row.update(language=sp.content.language, language_p=round(sp.content.language_p, 4),
+                   no_speech_p=round(sp.content.no_speech_p, 4))
+    elif sp is not None and sp.error:   # the score stands; the check's absence is a warning, not an error
+        row["warnings"] = " | ".join(w for w in (row["warnings"], sp.error.replace("\n", " ")) if w)
     row["error"] = " | ".join(e.replace("\n", " ").replace("\r", " ") for e in errors)
     return row
 
@@ -250,16 +257,26 @@ def _read_header(path: Path) -> list[str] | None:
 
 
 def _without_verdicts(columns: list[str]) -> list[str]:
-    """`columns` in the older layout: without the per-model verdicts and the assessment."""
-    return [c for c in columns if not c.startswith("verdict_") and c not in ASSESSMENT_COLUMNS]
+    """`columns` in the oldest layout: without the per-model verdicts, the assessment and the spoken check."""
+    return [c for c in columns if not c.startswith("verdict_") and c not in ASSESSMENT_COLUMNS
+            and c not in SPOKEN_COLUMNS]
+
+
+def _earlier_layouts(columns: list[str]) -> list[list[str]]:
+    """The layouts earlier versions wrote for the same models, newest first: without the spoken
+    check's columns; without those, the per-model verdicts and the assessment."""
+    return [[c for c in columns if c not in SPOKEN_COLUMNS], _without_verdicts(columns)]
 
 
 def resume_columns(path: str | os.PathLike, columns: list[str]) -> list[str]:
-    """The layout to append rows in when resuming `path`: `columns`, or, for a CSV written before
-    the `verdict_<model>` columns existed (same models otherwise), that older layout, so the file
-    stays one consistent table. Its new rows then lack the per-model verdicts (BatchSummary says so)."""
-    older = _without_verdicts(columns)
-    return older if older != columns and _read_header(Path(path)) == older else columns
+    """The layout to append rows in when resuming `path`: `columns`, or, for a CSV an earlier
+    version wrote (same models otherwise), that earlier layout, so the file stays one consistent
+    table. Its new rows then lack the newer columns (BatchSummary says so)."""
+    header = _read_header(Path(path))
+    for older in _earlier_layouts(columns):
+        if older != columns and header == older:
+            return older
+    return columns
 
 
 def read_done(path: str | os.PathLike, columns: list[str]) -> dict[str, bool]:
@@ -274,7 +291,7 @@ def read_done(path: str | os.PathLike, columns: list[str]) -> dict[str, bool]:
     header = _read_header(path)
     if header is None:
         return done
-    if header not in (columns, _without_verdicts(columns)):
+    if header != columns and header not in _earlier_layouts(columns):
         only_there = [c for c in header if c not in columns] or ["none"]
         only_here = [c for c in columns if c not in header] or ["none"]
         raise ConfigError(
@@ -372,9 +389,9 @@ class BatchSummary:
         if self.model_errors:
             lines.append(f"{self.model_errors} rows have a model that failed (see the error column)")
         if self.older_layout:
-            lines.append("resumed a CSV written before the assessment and verdict_<model> columns: "
-                         "its rows keep that layout "
-                         "(no assessment or per-model verdicts); use --no-resume or another --out to get them")
+            lines.append("resumed a CSV written by an earlier version: its rows keep that layout (without "
+                         "the newer columns: assessment, verdict_<model> or the language check's); use "
+                         "--no-resume or another --out to get them")
         if self.repaired_bytes:
             lines.append(f"cut a half-written last line ({self.repaired_bytes} bytes) left by an interrupted run")
         for e in self.error_examples:

@@ -42,6 +42,7 @@ from .errors import AudioError, ConfigError, DetectorError
 from .execution import check_precision
 from .features import FrontEnd, clip_features
 from .loading import LoadedModel, LoadedSet, load_set
+from .spoken import HEAD_SAMPLES, SpokenCheck, check_spoken, spoken_cautions
 
 Progress = Callable[[float, float], None]
 ENSEMBLE_GRID_S = 0.5
@@ -84,6 +85,7 @@ class FileResult:
     set_name: str = ""
     error: str | None = None
     assessment: Assessment | None = None
+    spoken: SpokenCheck | None = None     # language and speech check (Detector(spoken_check=True))
 
     def warnings(self, window_s: float | None = None) -> list[str]:
         return self.facts.warnings(window_s) if self.facts else []
@@ -95,6 +97,7 @@ class FileResult:
             "models": {k: v.as_dict() for k, v in self.models.items()},
             "ensemble": ({**self.ensemble.as_dict(), **self._assessment_fields()} if self.ensemble else None),
             "warnings": self.warnings(),
+            "spoken": self.spoken.as_dict() if self.spoken else None,
             "error": self.error,
         }
 
@@ -161,6 +164,8 @@ class _FileState:
     error: str | None = None
     scores: dict = field(default_factory=lambda: defaultdict(list))   # model -> [(start, end, p)]
     model_errors: dict = field(default_factory=dict)
+    head: list = field(default_factory=list)      # the first 30 s, for the spoken check
+    head_n: int = 0
 
 
 class Detector:
@@ -172,7 +177,8 @@ class Detector:
     """
 
     def __init__(self, loaded: LoadedSet, hop_fraction: float = 0.5, window_s: float | None = None,
-                 batch_size: int = 32, decode_workers: int = 2, precision: str = "fp32", seed_crop: bool = False):
+                 batch_size: int = 32, decode_workers: int = 2, precision: str = "fp32", seed_crop: bool = False,
+                 spoken_check: bool = False):
         if not loaded.models:
             raise DetectorError("no models selected")
         if not 0 < hop_fraction <= 1:
@@ -183,6 +189,7 @@ class Detector:
             raise ConfigError("a seed crop scores the first window of each front end's own length; "
                               "it cannot be combined with a window length")
         self.seed_crop = bool(seed_crop)
+        self.spoken_check = bool(spoken_check)   # core/spoken.py: about a second per file on 2 threads
         self.loaded = loaded
         self.models = loaded.models
         self.hop_fraction = hop_fraction
@@ -287,6 +294,9 @@ class Detector:
                 whole: list[np.ndarray] = []      # seed crop: the clip-wide statistics need every sample
                 for block in blocks:
                     seen += len(block)
+                    if self.spoken_check and st.head_n < HEAD_SAMPLES:
+                        st.head.append(np.array(block[: HEAD_SAMPLES - st.head_n], np.float32))
+                        st.head_n += len(st.head[-1])
                     if self.seed_crop:
                         whole.append(np.array(block, np.float32))
                     else:
@@ -403,17 +413,24 @@ class Detector:
                 p_fake=p, verdict=verdict(p, m.threshold), windows=[WindowScore(*w) for w in wins],
                 max_p_fake=float(ps.max()), frac_windows_over=float((ps >= m.threshold).mean()), **base)
         ens = self._ensemble(out)
-        return FileResult(st.name, st.facts, out, ens, self.set_name, assessment=self._assess(ens, out, st.facts))
+        spoken = check_spoken(np.concatenate(st.head)) if self.spoken_check and st.head else None
+        st.head = []
+        return FileResult(st.name, st.facts, out, ens, self.set_name,
+                          assessment=self._assess(ens, out, st.facts, spoken), spoken=spoken)
 
-    def _assess(self, ens: ModelScore, scores: dict[str, ModelScore], facts) -> Assessment | None:
-        """The three-way assessment of the ensemble score (core/assessment.py)."""
+    def _assess(self, ens: ModelScore, scores: dict[str, ModelScore], facts,
+                spoken: SpokenCheck | None = None) -> Assessment | None:
+        """The three-way assessment of the ensemble score (core/assessment.py), with the file's
+        cautions: its facts', and the spoken check's against the weighted models' training languages."""
         if ens is None or ens.p_fake is None:
             return None
         ok = {n: s for n, s in scores.items() if s.p_fake is not None}
         weights = self._ensemble_weights(list(ok))
         weighted = {n: s.p_fake for n, s in ok.items() if weights.get(n, 0) > 0}
+        cards = {m.name: m.card for m in self.models if m.name in weighted}
         return assess(ens.p_fake, ens.threshold, ens.threshold_source, self.loaded.band, weighted,
-                      {n: ok[n].threshold for n in weighted}, cautions_of(facts))
+                      {n: ok[n].threshold for n in weighted},
+                      cautions_of(facts) + spoken_cautions(spoken, cards))
 
     def _calibrated(self, p: float) -> float:
         """The ensemble card's calibration of the weighted mean (fitted on unseen sources), if it applies."""

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-VERSION = "0.11"          # bumped with each landed session; `git describe` is added when available
+VERSION = "0.12"          # bumped with each landed session; `git describe` is added when available
 
 DISCLAIMER = (
     "This report is evidence, not proof. The scores come from machine-learning detectors that "
@@ -180,7 +180,9 @@ def build_html(res, det, identity: dict, samples: np.ndarray | None, analysed_at
     colour_of = {"LIKELY FAKE": "#b00020", "LIKELY REAL": "#1b7a36"}.get(word, "#9a6700")
     models = [(m.name, f"{m.p_fake:.3f}" if m.p_fake is not None else "failed", f"{m.threshold:.3f}",
                m.threshold_source, m.verdict or m.error or "", m.source, m.sha256) for m in res.models.values()]
-    facts = [(k, v) for k, v in (f.as_dict().items() if f else [])]
+    from .spoken import spoken_rows
+
+    facts = [(k, v) for k, v in (f.as_dict().items() if f else [])] + spoken_rows(res.spoken)
     spectro = _spectrogram_svg(spectrogram_png(samples), duration, marks) if samples is not None and len(samples) \
         else "<p>No spectrogram.</p>"
     band = a.band if a else None

@@ -35,6 +35,9 @@ def new_app(page: str | None = None, models=APP_MODELS, set_name: str = "seed", 
     at = AppTest.from_file(str(REPO / "Home.py"), default_timeout=TIMEOUT)
     at.session_state["dd_set"] = set_name
     at.session_state["dd_models"] = list(models)
+    # the language and speech check (a second per file with the real Whisper base) is off unless a
+    # test turns it on: expected numbers come from an engine run without it
+    at.session_state["dd_speech_check"] = False
     for k, v in state.items():
         at.session_state[k] = v
     at.run()

@@ -322,3 +322,24 @@ def test_case_report_and_json_downloads_carry_hash_time_and_version(app_env, eng
     assert doc["app_version"] == report.app_version() and doc["analysed_at"] in page
     assert doc["ensemble"]["assessment"] == exp.assessment.label
     assert doc["ensemble"]["inconclusive_band"] == exp.assessment.band.as_list()
+
+
+def test_language_and_speech_check_reaches_the_facts_and_the_verdict(app_env, engine, clip12, monkeypatch):
+    from core.models.whisper_decoder import SpokenContent
+    from core.spoken import SpokenCheck
+
+    heard = SpokenCheck(SpokenContent("ur", 0.93, 0.02, [("ur", 0.93), ("hi", 0.05)]))
+    monkeypatch.setattr("core.inference.check_spoken", lambda head: heard)
+    # the seed's cards list no training languages (the rule itself: tests/test_spoken.py)
+    monkeypatch.setattr("core.spoken._trained_counts", lambda cards, code: {n: {"real": 0, "fake": 0} for n in cards})
+    at = upload(new_app(PAGE, dd_speech_check=True), "speech.wav", clip12)
+    no_exception(at)
+    facts = {k: r["value"] for t in at.table for k, r in t.value.iterrows()}
+    assert facts["Spoken language"].startswith("Urdu (ur), 93% sure (then Hindi (hi) 5%)")
+    assert facts["Speech present"] == "P(no speech) 0.02"
+    shown = " ".join(e.value for e in [*at.warning, *at.caption, *at.markdown, *at.info])
+    assert "Language: Urdu (ur), 93% sure" in shown and "0 real and 0 fake" in shown
+
+    at = upload(new_app(PAGE), "speech.wav", clip12)          # unchecked: no rows, no caution
+    facts = {k: r["value"] for t in at.table for k, r in t.value.iterrows()}
+    assert "Spoken language" not in facts

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import speechlike
-from core.batch import (ASSESSMENT_COLUMNS, _Lock, csv_columns, expand_sources, read_done, read_results, repair_csv,
+from core.batch import (ASSESSMENT_COLUMNS, SPOKEN_COLUMNS, _Lock, csv_columns, expand_sources, read_done, read_results, repair_csv,
                         result_to_row, run_batch)
 from core.errors import ConfigError
 from core.inference import Detector
@@ -163,14 +163,18 @@ def test_batch_rows_error_rows_and_resume(det2, make, tmp_path):
     assert s4.skipped == 0 and s4.scored == 5 and len(assert_valid_csv(out, cols)) == 7
 
 
-def test_a_csv_from_before_the_verdict_columns_resumes_in_its_own_layout(det2, make, tmp_path):
-    """Resuming a CSV written before `verdict_<model>` existed keeps that file one table: new rows
-    are appended in its layout, and the summary says how to get the per-model verdicts."""
+@pytest.mark.parametrize("version", ["before the verdicts", "before the language check"])
+def test_a_csv_from_an_earlier_version_resumes_in_its_own_layout(det2, make, tmp_path, version):
+    """Resuming a CSV an earlier version wrote (before `verdict_<model>` and the assessment, or
+    before the language check's columns) keeps that file one table: new rows are appended in its
+    layout, and the summary says how to get the newer columns."""
     files = small_tree(make, n_ok=3, n_bad=0)
     out = tmp_path / "old.csv"
     run_batch([files[0]], out, det2)
     new_cols = csv_columns(["darts", "lstm"])
-    old_cols = [c for c in new_cols if not c.startswith("verdict_") and c not in ASSESSMENT_COLUMNS]
+    old_cols = [c for c in new_cols if c not in SPOKEN_COLUMNS]
+    if version == "before the verdicts":
+        old_cols = [c for c in old_cols if not c.startswith("verdict_") and c not in ASSESSMENT_COLUMNS]
     rows = read_rows(out)
     with open(out, "w", newline="") as f:   # the same row as an older version wrote it
         w = csv.writer(f, lineterminator="\n")

@@ -33,6 +33,7 @@ K_THR_MODE = "dd_threshold_mode"    # THR_CARD | THR_CUSTOM
 K_THR = "dd_custom_threshold"       # float in [0, 1]
 K_DOWNLOAD = "dd_allow_download"    # bool: may the seed's checkpoints be downloaded
 K_SEED_CROP = "dd_seed_crop"        # bool: score only the first window, as the seed app does
+K_SPEECH = "dd_speech_check"        # bool: check language and speech (core/spoken.py) beside the score
 K_ANALYZE = "dd_analyze_results"    # {(sha256, selection key): (FileResult | None, error | None)}
 K_HASHES = "dd_upload_hashes"       # {upload file_id: sha256}
 K_ANALYZED_AT = "dd_analysed_at"    # {(sha256, selection key): UTC time the result was computed}
@@ -68,7 +69,8 @@ def defaults() -> dict:
     wanted = [m.strip() for m in (os.environ.get(ENV_DEFAULT_MODELS) or "").split(",") if m.strip()]
     models = [m for m in ALL_MODEL_NAMES if m in wanted] or list(ALL_MODEL_NAMES)
     return {K_SET: set_name if set_name in SET_CHOICES else "auto", K_MODELS: models,
-            K_THR_MODE: THR_CARD, K_THR: 0.5, K_SEED_CROP: False}
+            K_THR_MODE: THR_CARD, K_THR: 0.5, K_SEED_CROP: False,
+            K_SPEECH: True}
 
 
 def init_state() -> None:
@@ -103,6 +105,7 @@ class Selection:
     threshold_mode: str
     custom_threshold: float
     seed_crop: bool = False
+    speech_check: bool = True
 
     @property
     def custom(self) -> float | None:
@@ -119,7 +122,8 @@ def current_selection() -> Selection:
     ss = st.session_state
     models = tuple(m for m in ALL_MODEL_NAMES if m in ss[K_MODELS])
     return Selection(ss[K_SET], models, weights_dir(), bool(ss[K_DOWNLOAD]) and not _offline(),
-                     ss[K_THR_MODE], float(ss[K_THR]), bool(ss[K_SEED_CROP]) and ss[K_SET] != "shipped")
+                     ss[K_THR_MODE], float(ss[K_THR]), bool(ss[K_SEED_CROP]) and ss[K_SET] != "shipped",
+                     bool(ss[K_SPEECH]))
 
 
 def _copy(widget_key: str, store_key: str) -> None:
@@ -154,6 +158,10 @@ def sidebar() -> Selection:
                    help="Score only each model's first window (8.0 s for the seed's CNNs and GNN, 2.5 s "
                         "for DARTS and LSTM), normalised over the whole clip: reproduces the seed app's "
                         "number on any file, but the rest of a long file is not analysed.")
+        _bound(st.checkbox, "Check language and speech", K_SPEECH,
+               help="Multilingual Whisper (base) listens to each file's first 30 s: music or no speech, and a "
+                    "language the models trained on little of either class, become cautions at the verdict "
+                    "and push a borderline score to inconclusive. About a second per file.")
         st.header("Threshold")
         _bound(st.radio, "Verdict threshold", K_THR_MODE, options=[THR_CARD, THR_CUSTOM],
                format_func=lambda m: THR_LABELS[m],
@@ -194,8 +202,10 @@ def get_detector(sel: Selection) -> tuple[Detector | None, str | None]:
     note = " Downloading missing checkpoints can take minutes." if sel.allow_download else ""
     with st.spinner(f"Loading the models (once per server process).{note}"):
         det, err = _load_detector(*sel.load_key)
-    if det is not None and sel.seed_crop and det.set_name == "seed":
-        det = Detector(det.loaded, seed_crop=True)   # the same loaded models, one crop per file
+    if det is not None:
+        seed_crop = sel.seed_crop and det.set_name == "seed"
+        if seed_crop or sel.speech_check:   # the same loaded models, scored with these options
+            det = Detector(det.loaded, seed_crop=seed_crop, spoken_check=sel.speech_check)
     return det, err
 
 
@@ -249,7 +259,7 @@ def page_setup(title: str, icon: str = ":material/graphic_eq:") -> tuple[Selecti
 def selection_key(det: Detector, sel: Selection) -> tuple:
     """What a cached score depends on: the resolved set and models and where they came from."""
     return (det.set_name, tuple(m.name for m in det.models), tuple(m.checkpoint.sha256 for m in det.models),
-            det.seed_crop)
+            det.seed_crop, det.spoken_check)
 
 
 # -- uploads and scoring --------------------------------------------------------------------

@@ -19,6 +19,7 @@ import pandas as pd
 
 from core import metrics
 from core.batch import csv_columns, result_to_row
+from core.spoken import spoken_rows
 from core.assessment import INCONCLUSIVE, assess
 from core.inference import FileResult, ModelScore, verdict
 
@@ -108,7 +109,7 @@ def facts_rows(res: FileResult) -> list[tuple[str, str]]:
         ("Bandwidth", f"content up to {f.bandwidth_hz / 1000:.1f} kHz (at 16 kHz)" if f.bandwidth_hz else "silent"),
         ("DC offset", f"{f.dc_offset:+.4f}"),
         ("Decoder", f.decoder),
-    ]
+    ] + spoken_rows(res.spoken)
 
 
 def window_choices(res: FileResult, limit: int = 120) -> list[tuple[float, float, float, bool]]:
