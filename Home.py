@@ -51,6 +51,9 @@ def main() -> None:
         "- Real audio can look fake after heavy processing: low sample rates or narrow-band content "
         "(a phone call saved at a high rate), lossy codecs, clipping, long silences. Each file's "
         "facts and warnings are shown next to its verdict.\n"
+        "- Detectors judge **voices in the languages they trained on**: music or no speech, and a "
+        "language the models saw too little of (real or fake), are named at the verdict and make a "
+        "borderline score inconclusive (multilingual Whisper base listens to the first 30 s).\n"
         "- The whole file is scored in overlapping windows; the timeline shows *where* it looks fake.\n"
         "- There is no universal threshold: each model card says where its threshold comes from "
         "(usually the equal-error-rate point on a labelled validation set).")

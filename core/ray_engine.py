@@ -449,7 +449,8 @@ def detector_kwargs_from_args(args: argparse.Namespace) -> dict:
                 allow_download=not getattr(args, "no_download", False), revision=getattr(args, "revision", None),
                 hop_fraction=getattr(args, "hop", 0.5), window_s=getattr(args, "window", None),
                 batch_size=getattr(args, "batch_size", 32), decode_workers=getattr(args, "workers", 2),
-                precision=getattr(args, "precision", "fp32"), seed_crop=getattr(args, "seed_crop", False))
+                precision=getattr(args, "precision", "fp32"), seed_crop=getattr(args, "seed_crop", False),
+                spoken_check=not getattr(args, "no_speech_check", True))
 
 
 def run_ray_batch_from_args(args: argparse.Namespace, detector_kwargs: dict | None = None,

@@ -199,20 +199,21 @@ def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> tor
 
 
 class _SelfAttention(nn.Module):
-    """Multi-head self-attention with q, k, v in one projection, laid out as CTranslate2 stores it."""
+    """Multi-head self-attention with q, k, v in one projection, laid out as CTranslate2 stores it
+    (`causal` for the text decoder, `whisper_decoder.py`)."""
 
-    def __init__(self, d: int, n_heads: int):
+    def __init__(self, d: int, n_heads: int, causal: bool = False):
         super().__init__()
         if d % n_heads:
             raise ValueError(f"width {d} is not a multiple of {n_heads} heads")
-        self.n_heads = n_heads
+        self.n_heads, self.causal = n_heads, causal
         self.qkv = nn.Linear(d, 3 * d)
         self.out = nn.Linear(d, d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v)          # scale 1/sqrt(head_dim), as Whisper's
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)   # scale 1/sqrt(head_dim), as Whisper's
         return self.out(y.transpose(1, 2).reshape(b, t, d))
 
 

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..errors import WeightsError
 from .ct2_bin import read_variables
-from .whisper import WhisperEncoder, _dims, bundle, bundled_model_files, encoder_state_dict
+from .whisper import WhisperEncoder, _dims, _SelfAttention, bundle, bundled_model_files, encoder_state_dict
 
 SOT = "<|startoftranscript|>"
 NO_SPEECH = "<|nocaptions|>"
@@ -53,24 +53,10 @@ class _CrossAttention(nn.Module):
         return self.out(y.transpose(1, 2).reshape(b, t, d))
 
 
-class _CausalSelfAttention(nn.Module):
-    def __init__(self, d: int, n_heads: int):
-        super().__init__()
-        self.n_heads = n_heads
-        self.qkv = nn.Linear(d, 3 * d)
-        self.out = nn.Linear(d, d)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, d = x.shape
-        q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.out(y.transpose(1, 2).reshape(b, t, d))
-
-
 class _DecoderBlock(nn.Module):
     def __init__(self, d: int, n_heads: int):
         super().__init__()
-        self.attn_ln, self.attn = nn.LayerNorm(d), _CausalSelfAttention(d, n_heads)
+        self.attn_ln, self.attn = nn.LayerNorm(d), _SelfAttention(d, n_heads, causal=True)
         self.cross_ln, self.cross = nn.LayerNorm(d), _CrossAttention(d, n_heads)
         self.mlp_ln = nn.LayerNorm(d)
         self.mlp = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))

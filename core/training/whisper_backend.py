@@ -166,14 +166,14 @@ def grouped_folds(groups: np.ndarray, k: int, seed: int = 0) -> list[np.ndarray]
 
 
 def fit(features: str, out_dir: str, k: int = 5, clean_from: str | None = None,
-        extra: list[str] | None = None, name: str = "whisper") -> dict:
+        extra: list[str] | None = None, name: str = "whisper", c_grid: tuple[float, ...] = C_GRID) -> dict:
     d = load_features(features, clean_from, extra)
     x, y, groups, keys = d["x"], d["y"].astype(int), d["group"], d["key"]
     w = cell_weights(y, groups)
     folds = grouped_folds(groups, k)
     cv = {}
     oof_by_c = {}
-    for c in C_GRID:
+    for c in c_grid:
         oof = np.zeros(len(y))
         for held in folds:
             mu, sd, lr = _fit(x[~held], y[~held], w[~held], c)
@@ -183,7 +183,7 @@ def fit(features: str, out_dir: str, k: int = 5, clean_from: str | None = None,
         cv[c] = {"eer": eer(lab, clip)[0], "auc": roc_auc(lab, clip)}
         oof_by_c[c] = oof
         print(f"C={c}: leave-sources-out clip EER {cv[c]['eer']:.3f}, AUC {cv[c]['auc']:.3f}", file=sys.stderr)
-    best = min(C_GRID, key=lambda c: cv[c]["eer"])
+    best = min(c_grid, key=lambda c: cv[c]["eer"])
     mu, sd, lr = _fit(x, y, w, best)
     encoder_name = d["encoder"]
     layers = LAYERS if encoder_name == DEFAULT_BUNDLE else layers_of(encoder_name)
@@ -302,12 +302,16 @@ def main(argv=None) -> int:
     f.add_argument("--clean-from", default=None, help="take the clean crops from this feature file")
     f.add_argument("--extra", action="append", default=[], help="another feature file to train on (repeatable)")
     f.add_argument("--name", default="whisper", help="model name: the files written and the card's name")
+    f.add_argument("--c-grid", default=",".join(map(str, C_GRID)),
+                   help="comma-separated inverse L2 strengths to choose from leave-sources-out")
     a = p.parse_args(argv)
     if a.cmd == "extract":
         extract(a.caches, a.out, a.crops, a.seed, chain=a.chain, skip_clean=a.skip_clean,
                 encoders=tuple(a.encoders.split(",")))
     else:
-        print(json.dumps(fit(a.features, a.out, clean_from=a.clean_from, extra=a.extra, name=a.name), indent=1))
+        grid = tuple(float(c) for c in a.c_grid.split(","))
+        print(json.dumps(fit(a.features, a.out, clean_from=a.clean_from, extra=a.extra, name=a.name, c_grid=grid),
+                         indent=1))
     return 0
 
 

@@ -1,0 +1,64 @@
+"""The candidates comparison (core/training/candidates.py) on constructed score files."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from core.training.candidates import compare, markdown, mean_threshold
+
+
+def _dev(folder, p, y, sources):
+    folder.mkdir(parents=True)
+    for v in ("restored", "platform", "phone"):
+        with open(folder / f"{v}.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "label", "source", "p_whisper"])
+            for i, (pi, yi, s) in enumerate(zip(p, y, sources)):
+                w.writerow([f"c{i}.wav", yi, s, pi])
+    return folder
+
+
+def _run(folder, threshold, oof_p, oof_y, keys):
+    folder.mkdir(parents=True)
+    (folder / "whisper.json").write_text(json.dumps({"threshold": threshold, "validation": {"pooled_eer": 0.2}}))
+    logit = np.log(np.asarray(oof_p) / (1 - np.asarray(oof_p)))
+    np.savez(folder / "whisper.oof.npz", logit=logit, y=np.asarray(oof_y, np.int8), group=np.array(["g"] * len(keys)),
+             key=np.array(keys))
+    return folder
+
+
+def test_singles_and_a_mean_at_their_own_thresholds(tmp_path):
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    src = ["a", "a", "b", "b", "a", "a", "b", "b"]
+    pa = np.array([0.1, 0.2, 0.6, 0.3, 0.7, 0.8, 0.4, 0.9])     # one real and one fake on the wrong side
+    pb = np.array([0.2, 0.1, 0.2, 0.3, 0.6, 0.9, 0.8, 0.7])     # perfectly ranked
+    keys = [f"k{i}" for i in range(6)]
+    oy = [0, 0, 0, 1, 1, 1]
+    ra = _run(tmp_path / "ra", 0.5, [0.1, 0.2, 0.3, 0.6, 0.7, 0.8], oy, keys)
+    rb = _run(tmp_path / "rb", 0.4, [0.3, 0.4, 0.5, 0.45, 0.6, 0.7], oy, keys)
+    res = compare({"A": (_dev(tmp_path / "a", pa, y, src), ra), "B": (_dev(tmp_path / "b", pb, y, src), rb)},
+                  {"M": ["A", "B"]})
+    assert res["A"]["restored"]["eer"] == pytest.approx(0.25)
+    assert res["A"]["restored"]["real_called_fake"] == pytest.approx(0.25)   # 0.6 >= 0.5
+    assert res["A"]["restored"]["per_source"] == {"a": 0.0, "b": 0.5}
+    assert res["B"]["restored"]["eer"] == 0.0 and res["B"]["threshold"] == 0.4
+    # the mean's threshold comes from the mean of the out-of-fold scores, not from dev_eval
+    e, thr, n = mean_threshold([ra, rb])
+    assert n == 6 and res["M"]["threshold"] == thr and res["M"]["training_side_eer"] == round(e, 4)
+    assert res["M"]["restored"]["clips"] == 8
+    table = markdown(res)
+    assert table.count("\n") == 4 and "| M |" in table
+
+
+def test_members_scored_on_other_clips_are_refused(tmp_path):
+    y = np.array([0, 1])
+    ra = _run(tmp_path / "ra", 0.5, [0.2, 0.8], [0, 1], ["x", "y"])
+    da = _dev(tmp_path / "a", [0.2, 0.8], y, ["s", "s"])
+    db = _dev(tmp_path / "b", [0.3, 0.7], y, ["s", "s"])
+    (db / "restored.csv").write_text("path,label,source,p_whisper\nother.wav,0,s,0.1\nc1.wav,1,s,0.9\n")
+    with pytest.raises(SystemExit, match="different clips"):
+        compare({"A": (da, ra), "B": (db, ra)}, {"M": ["A", "B"]})
