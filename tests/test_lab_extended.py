@@ -175,6 +175,93 @@ def test_whisper_back_end_fit_writes_a_loadable_checkpoint_and_card(tmp_path):
     assert logit[y == 1].mean() > logit[y == 0].mean() + 1
 
 
+def test_frame_extraction_stores_the_attentive_back_ends_pooled_frames(tiny_pool, tmp_path):
+    """`extract --frames` on a real cache: one [50, 4 x 384] float16 block per 4 s crop, the same
+    crops (labels, groups, keys) as the statistics extraction, and the frames the model computes."""
+    import torch
+
+    from core.models.whisper import WHISPER_LOGMEL80
+    from core.models.whisper_attentive import AttentiveWhisperDetector
+    from core.training.whisper_backend import extract, training_crops
+
+    cache = tmp_path / "cache"
+    decoded_pool.build(tiny_pool / "manifest.csv", cache, progress=False)
+    extract([str(cache)], str(tmp_path / "f.npz"), frames=True)
+    extract([str(cache)], str(tmp_path / "s.npz"))
+    f, s = np.load(tmp_path / "f.npz"), np.load(tmp_path / "s.npz")
+    assert f["x"].shape == (80, 50, 1536) and f["x"].dtype == np.float16      # 40 train clips x 2 crops
+    assert s["x"].shape == (80, 3072)
+    for k in ("y", "group", "key", "view"):
+        assert (f[k] == s[k]).all()
+    crop = next(training_crops([str(cache)], progress=False))[0]
+    want = AttentiveWhisperDetector().frames(WHISPER_LOGMEL80(torch.from_numpy(crop[None])))[0].numpy()
+    np.testing.assert_allclose(f["x"][0].astype(np.float32), want, rtol=2e-3, atol=2e-3)
+    # the first 4 layers' mean over time is the linear back end's mean of layer 1 (frames pooled by 4)
+    np.testing.assert_allclose(f["x"][0, :, :384].astype(np.float32).mean(0), s["x"][0, :384], atol=2e-2)
+
+
+def _frames_with_a_cue(n_clips: int = 150, frames: int = 12, seed: int = 0):
+    """Made-up pooled frames: a fake clip's crops carry a cue in 3 of their 12 frames only."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(rng.integers(0, 2, n_clips), 2)
+    x = rng.standard_normal((2 * n_clips, frames, 1536)).astype(np.float32)
+    for i in np.flatnonzero(y == 1):
+        x[i, rng.choice(frames, 3, replace=False), :64] += 2.0
+    groups = np.repeat(np.array([f"c:s{i % 6}" for i in range(n_clips)]), 2)
+    keys = np.repeat(np.array([f"k{i}" for i in range(n_clips)]), 2)
+    return x.astype(np.float16), y, groups, keys
+
+
+def test_attentive_fit_writes_a_loadable_checkpoint_and_card(tmp_path):
+    """The attentive back end on made-up frames whose cue sits in a few frames: grouped validation
+    picks the epochs, the card says `back_end: attentive`, the registry builds that module, and the
+    checkpoint (back end only) loads strictly and separates the classes."""
+    import json
+
+    import torch
+
+    from core.models.registry import get_set
+    from core.models.whisper_attentive import AttentiveWhisperDetector
+    from core.training.whisper_attentive import fit
+    from core.weights import load_weights
+
+    x, y, groups, keys = _frames_with_a_cue()
+    frames = tmp_path / "frames.npz"
+    np.savez(frames, x=x, y=y.astype(np.int8), group=groups, key=keys, encoder=np.array("tiny.en"))
+    summary = fit(str(frames), str(tmp_path / "out"), k=3, max_epochs=4, progress=False)
+    card = json.loads((tmp_path / "out" / "whisper.json").read_text())
+    assert card["architecture"]["back_end"] == "attentive" and 1 <= summary["epochs"] <= 4
+    assert card["validation"]["pooled_eer"] < 0.15 and "attentive" in card["family"]
+    module = get_set("shipped").spec("whisper").build(card)
+    assert isinstance(module, AttentiveWhisperDetector)
+    load_weights(module, tmp_path / "out" / "whisper.safetensors")
+    assert not any(k.startswith("encoder") or k.startswith("_encoder") for k in module.state_dict())
+    with torch.no_grad():
+        logit = module.eval().from_frames(torch.from_numpy(x.astype(np.float32))).numpy()
+    assert logit[y == 1].mean() > logit[y == 0].mean() + 1
+
+
+def test_attentive_pooling_ignores_frame_order_and_runs_on_the_encoder():
+    """Statistics pooling: shuffling a window's frames leaves its logit; a log-mel window goes
+    through the real bundled encoder to one logit per window."""
+    import torch
+
+    from core.models.whisper import WHISPER_LOGMEL80
+    from core.models.whisper_attentive import AttentiveWhisperDetector
+
+    torch.manual_seed(0)
+    m = AttentiveWhisperDetector().eval()
+    f = torch.randn(3, 50, 1536)
+    with torch.no_grad():
+        a = m.from_frames(f)
+        b = m.from_frames(f[:, torch.randperm(50)])
+        assert torch.allclose(a, b, atol=1e-5)
+        assert not torch.allclose(a, m.from_frames(f + 0.5), atol=1e-3)
+        audio = np.stack([speechlike(4.0, seed=1), speechlike(4.0, seed=2)]).astype(np.float32)
+        mel = WHISPER_LOGMEL80(torch.from_numpy(audio))
+        assert m(mel).shape == (2,)
+
+
 def _write_scores(path: Path, rows: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as fh:

