@@ -22,8 +22,7 @@ import torch
 from ..metrics import eer, roc_auc
 from ..models.whisper import DEFAULT_BUNDLE
 from ..models.whisper_attentive import AttentiveWhisperDetector
-from .whisper_backend import (_clip_groups, _clip_labels, _clip_scores, cell_weights, grouped_folds, layers_of,
-                              write_card)
+from .whisper_backend import _clip_labels, _clip_scores, cell_weights, grouped_folds, layers_of, save_oof_and_card
 
 MAX_EPOCHS = 12
 BATCH = 128
@@ -123,23 +122,15 @@ def fit(frames: str, out_dir: str, k: int = 5, max_epochs: int = MAX_EPOCHS, nam
 
     path = out / f"{name}.safetensors"
     save_file({k_: v.contiguous() for k_, v in model.state_dict().items()}, str(path))
-    np.savez(out / f"{name}.oof.npz", logit=oof[best - 1], y=y, group=groups, key=keys)
-    clip_p, clip_y, clip_g = _clip_scores(oof[best - 1], keys), lab, _clip_groups(groups, keys)
-    e, thr = eer(clip_y, clip_p)
-    per_source = {g: round(eer(clip_y[clip_g == g], clip_p[clip_g == g])[0], 4)
-                  for g in sorted(set(clip_g)) if len(set(clip_y[clip_g == g])) == 2}
-    caches = np.array([str(g).split(":", 1)[0] for g in clip_g])
     n_params = sum(p.numel() for p in model.parameters())
-    summary = {"epochs": best, "cv": {str(e_): v for e_, v in cv.items()}, "folds": k, "examples": int(len(y)),
-               "clips": int(len(clip_y)), "sources": int(len(set(groups))), "encoder": encoder_name,
+    summary = {"epochs": best, "cv": {str(e_): v for e_, v in cv.items()}, "folds": k, "encoder": encoder_name,
                "layers": list(model.layers), "optimiser": f"AdamW lr {LR}, weight decay {WEIGHT_DECAY}, batch {BATCH}",
-               "parameters": int(n_params),
-               "clips_per_cache": {c: int((caches == c).sum()) for c in sorted(set(caches))}}
-    write_card(out, path, summary, float(e), float(thr), float(roc_auc(clip_y, clip_p)), per_source,
-               {"frames": str(frames)}, name,
-               back_end=(f"attentive statistics pooling over the layers' frames (pooled by {model.pool}, "
-                         f"standardised, projected to {model.head.in_features // 2}), {n_params} parameters"),
-               architecture={"back_end": "attentive", "pool": model.pool, "dim": model.head.in_features // 2})
+               "parameters": int(n_params)}
+    dim = model.head.in_features // 2
+    save_oof_and_card(out, path, oof[best - 1], y, groups, keys, summary, {"frames": str(frames)}, name,
+                      back_end=(f"attentive statistics pooling over the layers' frames (pooled by {model.pool}, "
+                                f"standardised, projected to {dim}), {n_params} parameters"),
+                      architecture={"back_end": "attentive", "pool": model.pool, "dim": dim})
     return summary
 
 

@@ -32,7 +32,8 @@ import numpy as np
 import torch
 
 from ..metrics import eer, roc_auc
-from ..models.whisper import DEFAULT_BUNDLE, WHISPER_LOGMEL80, WhisperDetector, bundle, pooled_layer_stats, shared_encoder
+from ..models.whisper import (DEFAULT_BUNDLE, WHISPER_LOGMEL80, WhisperDetector, bundle, pooled_layer_stats,
+                              shared_encoder)
 from .augment import augment, random_crop
 from .channel import chain as channel_chain
 from .decoded_pool import read_index
@@ -215,23 +216,27 @@ def fit(features: str, out_dir: str, k: int = 5, clean_from: str | None = None,
 
     path = out / f"{name}.safetensors"
     save_file({k_: v.contiguous() for k_, v in model.state_dict().items()}, str(path))
-    oof = oof_by_c[best]
+    summary = {"C": best, "cv": {str(c): v for c, v in cv.items()}, "folds": k, "encoder": encoder_name,
+               "layers": list(layers)}
+    save_oof_and_card(out, path, oof_by_c[best], y, groups, keys, summary,
+                      {"features": str(features), "clean_from": clean_from, "extra": list(extra or [])}, name)
+    return summary
+
+
+def save_oof_and_card(out: Path, path: Path, oof: np.ndarray, y: np.ndarray, groups: np.ndarray, keys: np.ndarray,
+                      summary: dict, inputs: dict, name: str, **card_kw) -> dict:
+    """The chosen out-of-fold logits (`{name}.oof.npz`) and the card with their clip-level figures;
+    `summary` gains the counts of examples, clips, sources and clips per cache."""
     np.savez(out / f"{name}.oof.npz", logit=oof, y=y, group=groups, key=keys)
     clip_p, clip_y, clip_g = _clip_scores(oof, keys), _clip_labels(y, keys), _clip_groups(groups, keys)
     e, thr = eer(clip_y, clip_p)
-    per_source = {}
-    for g in sorted(set(clip_g)):
-        m = clip_g == g
-        if len(set(clip_y[m])) == 2:
-            per_source[g] = round(eer(clip_y[m], clip_p[m])[0], 4)
+    per_source = {g: round(eer(clip_y[clip_g == g], clip_p[clip_g == g])[0], 4)
+                  for g in sorted(set(clip_g)) if len(set(clip_y[clip_g == g])) == 2}
     caches = np.array([str(g).split(":", 1)[0] for g in clip_g])
-    summary = {"C": best, "cv": {str(c): v for c, v in cv.items()}, "folds": k, "examples": int(len(y)),
-               "clips": int(len(clip_y)), "sources": int(len(set(groups))), "encoder": encoder_name,
-               "layers": list(layers),
-               "clips_per_cache": {c: int((caches == c).sum()) for c in sorted(set(caches))}}
-    write_card(out, path, summary, float(e), float(thr), float(roc_auc(clip_y, clip_p)), per_source,
-               {"features": str(features), "clean_from": clean_from, "extra": list(extra or [])}, name)
-    return summary
+    summary.update({"examples": int(len(y)), "clips": int(len(clip_y)), "sources": int(len(set(groups))),
+                    "clips_per_cache": {c: int((caches == c).sum()) for c in sorted(set(caches))}})
+    return write_card(out, path, summary, float(e), float(thr), float(roc_auc(clip_y, clip_p)), per_source,
+                      inputs, name, **card_kw)
 
 
 def write_card(out: Path, path: Path, summary: dict, e: float, thr: float, auc: float, per_source: dict,
