@@ -241,6 +241,16 @@ def test_attentive_fit_writes_a_loadable_checkpoint_and_card(tmp_path):
     assert logit[y == 1].mean() > logit[y == 0].mean() + 1
 
 
+@pytest.mark.parametrize("arch", [{"pool": 0}, {"pool": 10**6}, {"dim": 10**9}, {"dim": "64"}])
+def test_a_card_asking_for_an_outsized_attentive_back_end_is_refused(arch):
+    """The card travels with untrusted weights: its sizes are checked before allocation."""
+    from core.errors import ConfigError
+    from core.models.registry import get_set
+
+    with pytest.raises(ConfigError, match="attentive back end needs"):
+        get_set("shipped").spec("whisper").build({"architecture": {"back_end": "attentive", **arch}})
+
+
 def test_attentive_pooling_ignores_frame_order_and_runs_on_the_encoder():
     """Statistics pooling: shuffling a window's frames leaves its logit; a log-mel window goes
     through the real bundled encoder to one logit per window."""

@@ -102,14 +102,20 @@ _SEED_REPORTED = {  # ../shared/seed/seed_models.md, positive class = real
     "lstm": {"accuracy": .824, "f1": .864, "tpr": .895, "tnr": .705},
 }
 
-def whisper_from_card(card: dict):
+
+def whisper_from_card(card: dict | None):
     """The card's `architecture` says which back end its checkpoint holds: the linear one
-    (the default, and every card written before session 13) or `"back_end": "attentive"`."""
-    arch = card.get("architecture", {})
+    (the default, and every card written before session 13) or `"back_end": "attentive"`.
+    A card comes with the weights, so its sizes are checked before anything is allocated."""
+    arch = (card or {}).get("architecture") or {}
     layers = tuple(arch.get("layers", (1, 2, 3, 4)))
     encoder = arch.get("encoder", "tiny.en")
     if arch.get("back_end", "linear") == "attentive":
-        return AttentiveWhisperDetector(layers, encoder_name=encoder, pool=arch.get("pool", 4), dim=arch.get("dim", 64))
+        pool, dim = arch.get("pool", 4), arch.get("dim", 64)
+        if not (isinstance(pool, int) and 1 <= pool <= 50 and isinstance(dim, int) and 1 <= dim <= 1024):
+            raise ConfigError(f"whisper card: attentive back end needs pool in 1..50 and dim in 1..1024, "
+                              f"got pool={pool!r}, dim={dim!r}")
+        return AttentiveWhisperDetector(layers, encoder_name=encoder, pool=pool, dim=dim)
     return WhisperDetector(layers, encoder_name=encoder)
 
 
