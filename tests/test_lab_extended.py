@@ -196,7 +196,7 @@ def test_frame_extraction_stores_the_attentive_back_ends_pooled_frames(tiny_pool
     crop = next(training_crops([str(cache)], progress=False))[0]
     want = AttentiveWhisperDetector().frames(WHISPER_LOGMEL80(torch.from_numpy(crop[None])))[0].numpy()
     np.testing.assert_allclose(f["x"][0].astype(np.float32), want, rtol=2e-3, atol=2e-3)
-    # the first 4 layers' mean over time is the linear back end's mean of layer 1 (frames pooled by 4)
+    # layer 1's 384 values, averaged over the 50 pooled frames, are the linear back end's layer-1 mean
     np.testing.assert_allclose(f["x"][0, :, :384].astype(np.float32).mean(0), s["x"][0, :384], atol=2e-2)
 
 

@@ -22,7 +22,8 @@ import torch
 from ..metrics import eer, roc_auc
 from ..models.whisper import DEFAULT_BUNDLE
 from ..models.whisper_attentive import AttentiveWhisperDetector
-from .whisper_backend import _clip_labels, _clip_scores, cell_weights, grouped_folds, layers_of, save_oof_and_card
+from .whisper_backend import (_clip_labels, _clip_scores, cell_weights, grouped_folds, layers_of,
+                              save_model_oof_and_card)
 
 MAX_EPOCHS = 12
 BATCH = 128
@@ -116,21 +117,15 @@ def fit(frames: str, out_dir: str, k: int = 5, max_epochs: int = MAX_EPOCHS, nam
     best = min(cv, key=lambda e: (cv[e]["eer"], e))
     model = train(x, y, w, np.arange(len(y)), best, encoder_name, seed + k)
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    from safetensors.torch import save_file
-
-    path = out / f"{name}.safetensors"
-    save_file({k_: v.contiguous() for k_, v in model.state_dict().items()}, str(path))
     n_params = sum(p.numel() for p in model.parameters())
     summary = {"epochs": best, "cv": {str(e_): v for e_, v in cv.items()}, "folds": k, "encoder": encoder_name,
                "layers": list(model.layers), "optimiser": f"AdamW lr {LR}, weight decay {WEIGHT_DECAY}, batch {BATCH}",
                "parameters": int(n_params)}
     dim = model.head.in_features // 2
-    save_oof_and_card(out, path, oof[best - 1], y, groups, keys, summary, {"frames": str(frames)}, name,
-                      back_end=(f"attentive statistics pooling over the layers' frames (pooled by {model.pool}, "
-                                f"standardised, projected to {dim}), {n_params} parameters"),
-                      architecture={"back_end": "attentive", "pool": model.pool, "dim": dim})
+    save_model_oof_and_card(Path(out_dir), model, oof[best - 1], y, groups, keys, summary, {"frames": str(frames)},
+                            name, back_end=(f"attentive statistics pooling over the layers' frames (pooled by "
+                                            f"{model.pool}, standardised, projected to {dim}), {n_params} parameters"),
+                            architecture={"back_end": "attentive", "pool": model.pool, "dim": dim})
     return summary
 
 

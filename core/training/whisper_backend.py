@@ -210,23 +210,23 @@ def fit(features: str, out_dir: str, k: int = 5, clean_from: str | None = None,
         model.feature_std.copy_(torch.from_numpy(sd))
         model.head.weight.copy_(torch.from_numpy(lr.coef_.astype(np.float32)))
         model.head.bias.copy_(torch.from_numpy(lr.intercept_.astype(np.float32)))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    from safetensors.torch import save_file
-
-    path = out / f"{name}.safetensors"
-    save_file({k_: v.contiguous() for k_, v in model.state_dict().items()}, str(path))
     summary = {"C": best, "cv": {str(c): v for c, v in cv.items()}, "folds": k, "encoder": encoder_name,
                "layers": list(layers)}
-    save_oof_and_card(out, path, oof_by_c[best], y, groups, keys, summary,
+    save_model_oof_and_card(Path(out_dir), model, oof_by_c[best], y, groups, keys, summary,
                       {"features": str(features), "clean_from": clean_from, "extra": list(extra or [])}, name)
     return summary
 
 
-def save_oof_and_card(out: Path, path: Path, oof: np.ndarray, y: np.ndarray, groups: np.ndarray, keys: np.ndarray,
-                      summary: dict, inputs: dict, name: str, **card_kw) -> dict:
-    """The chosen out-of-fold logits (`{name}.oof.npz`) and the card with their clip-level figures;
-    `summary` gains the counts of examples, clips, sources and clips per cache."""
+def save_model_oof_and_card(out: Path, model: torch.nn.Module, oof: np.ndarray, y: np.ndarray, groups: np.ndarray,
+                            keys: np.ndarray, summary: dict, inputs: dict, name: str, **card_kw) -> dict:
+    """The back end's weights (`{name}.safetensors`), the chosen out-of-fold logits (`{name}.oof.npz`)
+    and the card with their clip-level figures; `summary` gains the counts of examples, clips,
+    sources and clips per cache."""
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
     np.savez(out / f"{name}.oof.npz", logit=oof, y=y, group=groups, key=keys)
     clip_p, clip_y, clip_g = _clip_scores(oof, keys), _clip_labels(y, keys), _clip_groups(groups, keys)
     e, thr = eer(clip_y, clip_p)
