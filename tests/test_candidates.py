@@ -62,3 +62,39 @@ def test_members_scored_on_other_clips_are_refused(tmp_path):
     (db / "restored.csv").write_text("path,label,source,p_whisper\nother.wav,0,s,0.1\nc1.wav,1,s,0.9\n")
     with pytest.raises(SystemExit, match="different clips"):
         compare({"A": (da, ra), "B": (db, ra)}, {"M": ["A", "B"]})
+
+
+def test_paired_bootstrap_sees_a_real_gap_and_not_a_tie():
+    from core.training.bootstrap import paired_eer_difference, strata
+
+    rng = np.random.default_rng(3)
+    y = np.repeat([0, 1], 60)
+    src = np.tile(["a", "b", "c"], 40)
+    noisy = rng.random(120)                                    # ranks at chance
+    sharp = y * 0.6 + rng.random(120) * 0.5                   # few clips on the wrong side
+    gap = paired_eer_difference(y, noisy, sharp, src, n=300)
+    assert gap["difference"] < -0.3 and gap["high"] < 0 and gap["share_better"] > 0.99
+    tie = paired_eer_difference(y, sharp, sharp, src, n=50)
+    assert tie["difference"] == tie["low"] == tie["high"] == 0.0
+    small = paired_eer_difference(y, sharp, sharp + rng.normal(0, 0.05, 120), src, n=300)
+    assert small["low"] < 0 < small["high"] or small["difference"] == 0, "a small perturbation is inside the noise"
+    assert sorted(len(c) for c in strata(src, y)) == [20] * 6, "resampled within each (source, label) cell"
+    with pytest.raises(ValueError, match="same clips"):
+        paired_eer_difference(y[:-1], noisy, sharp, src)
+
+
+def test_against_adds_an_interval_per_variant_to_the_other_candidates(tmp_path):
+    y = np.repeat([0, 1], 20)
+    src = np.tile(["a", "b"], 20)
+    rng = np.random.default_rng(0)
+    keys = [f"k{i}" for i in range(4)]
+    run = _run(tmp_path / "r", 0.5, [0.2, 0.3, 0.7, 0.8], [0, 0, 1, 1], keys)
+    good = _dev(tmp_path / "g", y * 0.5 + rng.random(40) * 0.6, y, src)
+    bad = _dev(tmp_path / "b", rng.random(40), y, src)
+    res = compare({"REF": (bad, run), "NEW": (good, run)}, {}, against="REF")
+    assert "against" not in res["REF"]["restored"]
+    for v in ("restored", "platform", "phone"):
+        d = res["NEW"][v]["against"]
+        assert d["reference"] == "REF" and d["low"] <= d["difference"] <= d["high"]
+        assert d["difference"] == pytest.approx(res["NEW"][v]["eer"] - res["REF"][v]["eer"], abs=1e-3)
+    assert "| NEW | " in markdown(res).split("EER difference from REF")[1]

@@ -4,11 +4,13 @@ means of several whose threshold is the EER threshold of the mean of their out-o
 
     python -m core.training.candidates \\
         --single W1=runs/dev/W1:assets/models --single B1=runs/dev/B1:runs/B1 \\
-        --mean E1=W1+B1 --out runs/dev/session12.json
+        --mean E1=W1+B1 --against W1 --out runs/dev/session12.json
 
 Each `--single NAME=DEV_DIR:RUN_DIR` names a folder of `dev_eval` CSVs (restored.csv,
 platform.csv, phone.csv, column p_whisper) and the folder with the model's card
-(`whisper.json`: its threshold) and out-of-fold scores (`whisper.oof.npz`).
+(`whisper.json`: its threshold) and out-of-fold scores (`whisper.oof.npz`). With `--against REF`,
+every other candidate's EER difference from REF gets a paired bootstrap interval per variant
+(`core/training/bootstrap.py`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..metrics import eer
+from .bootstrap import paired_eer_difference
 from .unseen_report import VARIANTS, col, figures, labels, per_source, read
 
 
@@ -44,8 +47,8 @@ def mean_threshold(run_dirs: list[Path]) -> tuple[float, float, int]:
     return float(e), float(t), len(common)
 
 
-def compare(singles: dict[str, tuple[Path, Path]], means: dict[str, list[str]]) -> dict:
-    out = {}
+def compare(singles: dict[str, tuple[Path, Path]], means: dict[str, list[str]], against: str | None = None) -> dict:
+    out, scores = {}, {}
     rows = {n: {v: read(d / f"{v}.csv") for v in VARIANTS if (d / f"{v}.csv").exists()} for n, (d, _) in
             singles.items()}
     for name, (dev_dir, run_dir) in singles.items():
@@ -57,6 +60,7 @@ def compare(singles: dict[str, tuple[Path, Path]], means: dict[str, list[str]]) 
                                                                                                       "tiny.en")}
         for v, r in rows[name].items():
             s = col(r, "whisper")
+            scores[name, v] = (r, s)
             out[name][v] = {**figures(labels(r), s, thr), "per_source": per_source(r, s)}
     for name, members in means.items():
         e_oof, thr, n = mean_threshold([singles[m][1] for m in members])
@@ -71,7 +75,18 @@ def compare(singles: dict[str, tuple[Path, Path]], means: dict[str, list[str]]) 
             if any(p != paths[0] for p in paths):
                 raise SystemExit(f"{name}: the members' {v} CSVs hold different clips")
             s = np.mean([col(t, "whisper") for t in tabs], axis=0)
+            scores[name, v] = (tabs[0], s)
             out[name][v] = {**figures(labels(tabs[0]), s, thr), "per_source": per_source(tabs[0], s)}
+    if against:
+        for name in out:
+            for v in VARIANTS:
+                if name == against or (name, v) not in scores or (against, v) not in scores:
+                    continue
+                (r_ref, s_ref), (r, s) = scores[against, v], scores[name, v]
+                if [x["path"] for x in r_ref] != [x["path"] for x in r]:
+                    raise SystemExit(f"{name} and {against}: their {v} CSVs hold different clips")
+                out[name][v]["against"] = {"reference": against, **paired_eer_difference(
+                    labels(r), s_ref, s, [x["source"] for x in r])}
     return out
 
 
@@ -86,6 +101,17 @@ def markdown(res: dict) -> str:
                      f"| {g['restored'].get('real_called_fake', float('nan')):.1%} "
                      f"| {g['restored'].get('fakes_caught', float('nan')):.1%} | {worst[0]} {worst[1]:.1%} "
                      f"| {r.get('training_side_eer')} |")
+    paired = [(name, v, r[v]["against"]) for name, r in res.items() for v in VARIANTS
+              if "against" in r.get(v, {})]
+    if paired:
+        lines += ["", f"EER difference from {paired[0][2]['reference']} (negative = fewer errors), with a 95% paired "
+                      "bootstrap interval over clips resampled within each (source, label):", "",
+                  "| candidate | " + " | ".join(VARIANTS) + " |", "|---" * (1 + len(VARIANTS)) + "|"]
+        for name in dict.fromkeys(n for n, _, _ in paired):
+            cells = {v: d for n, v, d in paired if n == name}
+            lines.append(f"| {name} | " + " | ".join(
+                f"{cells[v]['difference']:+.1%} [{cells[v]['low']:+.1%}, {cells[v]['high']:+.1%}]" if v in cells
+                else "" for v in VARIANTS) + " |")
     return "\n".join(lines)
 
 
@@ -93,6 +119,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m core.training.candidates")
     p.add_argument("--single", action="append", required=True, metavar="NAME=DEV_DIR:RUN_DIR")
     p.add_argument("--mean", action="append", default=[], metavar="NAME=A+B")
+    p.add_argument("--against", default=None, metavar="NAME",
+                   help="paired bootstrap intervals of every other candidate's EER difference from NAME")
     p.add_argument("--out", required=True)
     a = p.parse_args(argv)
     singles = {}
@@ -107,7 +135,9 @@ def main(argv=None) -> int:
         missing = [m for m in means[name] if m not in singles]
         if missing:
             raise SystemExit(f"{name}: unknown members {missing}")
-    res = compare(singles, means)
+    if a.against and a.against not in singles and a.against not in means:
+        raise SystemExit(f"--against {a.against}: not one of the candidates")
+    res = compare(singles, means, a.against)
     Path(a.out).write_text(json.dumps(res, indent=1) + "\n")
     print(markdown(res))
     print(f"wrote {a.out}", file=sys.stderr)
