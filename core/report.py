@@ -151,6 +151,20 @@ def _table(rows: list[tuple], head: tuple | None = None) -> str:
     return f"<table>{'<tr>' + h + '</tr>' if h else ''}{body}</table>"
 
 
+def eer_interval(figures: dict) -> tuple[float, float] | None:
+    """A card's bootstrap interval of its dev_eval EER (`core/training/bootstrap.py`), if it is well formed."""
+    iv = figures.get("eer_interval")
+    if isinstance(iv, (list, tuple)) and len(iv) == 2 and all(isinstance(x, (int, float)) for x in iv):
+        return float(iv[0]), float(iv[1])
+    return None
+
+
+def _eer_cell(r: dict) -> str:
+    """The EER, with its interval when the card has one (dev_eval is a few hundred clips)."""
+    iv = eer_interval(r)
+    return f"{r['eer']:.1%}" + (f" (95% interval {iv[0]:.1%}-{iv[1]:.1%})" if iv else "")
+
+
 def unseen_accuracy(det) -> list[tuple]:
     """Each model's figures on sources it never trained on, from its card (`dev_eval`), if measured."""
     rows = []
@@ -158,14 +172,14 @@ def unseen_accuracy(det) -> list[tuple]:
         d = (m.card or {}).get("dev_eval") or {}
         r = d.get("restored") if isinstance(d.get("restored"), dict) else d
         if r and r.get("eer") is not None:
-            rows.append((m.name, f"{r['eer']:.1%}", f"{r.get('auc', float('nan')):.2f}",
+            rows.append((m.name, _eer_cell(r), f"{r.get('auc', float('nan')):.2f}",
                          d.get("protocol", "extended pool dev_eval")))
         else:
             rows.append((m.name, "not measured", "", "no figures on unseen sources in its card"))
     ens = (det.loaded.ensemble_card or {}).get("dev_eval") or {}
     r = ens.get("restored") if isinstance(ens.get("restored"), dict) else ens
     if r and r.get("eer") is not None:
-        rows.append(("ensemble", f"{r['eer']:.1%}", f"{r.get('auc', float('nan')):.2f}",
+        rows.append(("ensemble", _eer_cell(r), f"{r.get('auc', float('nan')):.2f}",
                      ens.get("protocol", "extended pool dev_eval")))
     return rows
 

@@ -292,3 +292,19 @@ def test_breakdown_per_source_and_generator():
                           "source_repo": ["o/a", ""]})
     groups = tables.groups_from_table(table, "path", ["r1", "f3", "other"])
     assert groups == {"source_repo": {"r1": "o/a"}, "generator": {"r1": "ground_truth", "f3": "wavegan"}}
+
+
+def test_the_unseen_sentence_gives_the_ensembles_eer_with_its_interval():
+    import json
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from webui.cards import unseen_sentence
+
+    card = json.loads((Path(__file__).resolve().parents[1] / "assets" / "models" / "ensemble.json").read_text())
+    r = card["dev_eval"]["restored"]
+    text = unseen_sentence(SimpleNamespace(loaded=SimpleNamespace(ensemble_card=card)))
+    lo, hi = r["eer_interval"]
+    assert f"**{r['eer']:.0%}** (95% interval {lo:.0%}-{hi:.0%})" in text
+    del r["eer_interval"]
+    assert "interval" not in unseen_sentence(SimpleNamespace(loaded=SimpleNamespace(ensemble_card=card)))

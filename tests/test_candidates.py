@@ -98,3 +98,36 @@ def test_against_adds_an_interval_per_variant_to_the_other_candidates(tmp_path):
         assert d["reference"] == "REF" and d["low"] <= d["difference"] <= d["high"]
         assert d["difference"] == pytest.approx(res["NEW"][v]["eer"] - res["REF"][v]["eer"], abs=1e-3)
     assert "| NEW | " in markdown(res).split("EER difference from REF")[1]
+
+
+def test_add_intervals_writes_each_variants_interval_and_refuses_other_scores(tmp_path):
+    from core.training.bootstrap import add_intervals, eer_interval
+
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1], 30)
+    src = np.tile(["a", "b", "c"], 20)
+    p = y * 0.4 + rng.random(60) * 0.7
+    dev = _dev(tmp_path / "dev", p, y, src)
+    got = eer_interval(y, p, src, n=200)
+    assert got["low"] <= got["eer"] <= got["high"] and got["high"] - got["low"] > 0.02
+    card = tmp_path / "card.json"
+    figs = {"eer": round(got["eer"], 4), "clips": 60}
+    card.write_text(json.dumps({"name": "whisper", "dev_eval": {v: dict(figs) for v in ("restored", "platform", "phone")}}))
+    done = add_intervals(card, dev, "whisper", n=200)
+    d = json.loads(card.read_text())["dev_eval"]
+    assert set(done) == {"restored", "platform", "phone"} and "bootstrap" in d["eer_interval_method"]
+    assert d["restored"]["eer_interval"][0] <= d["restored"]["eer"] <= d["restored"]["eer_interval"][1]
+    card.write_text(json.dumps({"dev_eval": {"restored": {"eer": 0.4, "clips": 60}}}))
+    with pytest.raises(SystemExit, match="not the scores the card was measured with"):
+        add_intervals(card, dev, "whisper", n=50)
+
+
+def test_the_interval_is_shown_only_when_the_card_holds_a_well_formed_one():
+    from core.report import _eer_cell, eer_interval
+    from webui.cards import interval_text
+
+    assert _eer_cell({"eer": 0.155, "eer_interval": [0.117, 0.194]}) == "15.5% (95% interval 11.7%-19.4%)"
+    assert interval_text({"eer": 0.155, "eer_interval": [0.117, 0.194]}) == " (95% interval 12%-19%)"
+    for bad in (None, [0.1], ["a", 0.2], "0.1-0.2"):
+        assert eer_interval({"eer": 0.155, "eer_interval": bad}) is None
+        assert _eer_cell({"eer": 0.155, "eer_interval": bad}) == "15.5%" and interval_text({"eer_interval": bad}) == ""

@@ -52,6 +52,15 @@ def test_every_shipped_card_states_its_unseen_source_figures():
     assert "train" in json.loads((CARDS / "whisper.json").read_text())["training_data"]
 
 
+def test_the_shipped_whisper_and_ensemble_cards_carry_their_eer_intervals():
+    for name in ("whisper", "ensemble"):
+        d = json.loads((CARDS / f"{name}.json").read_text())["dev_eval"]
+        assert "bootstrap" in d["eer_interval_method"]
+        for v in ("restored", "platform", "phone"):
+            lo, hi = d[v]["eer_interval"]
+            assert 0 <= lo < d[v]["eer"] < hi <= 1
+
+
 def test_committed_weights_stay_small():
     total = sum(p.stat().st_size for p in CARDS.iterdir())
     assert total < 40 * 2**20

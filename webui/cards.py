@@ -10,6 +10,7 @@ import pandas as pd
 
 from core.errors import DetectorError
 from core.models.registry import get_set
+from core.report import eer_interval
 from core.weights import ENV_WEIGHTS_DIR, hub_cache_dir, resolve_checkpoint
 
 # The card fields shown, in this order, with their headings; everything is also in the raw JSON.
@@ -103,6 +104,12 @@ def seed_help(weights_dir: str | None) -> dict[str, str]:
     }
 
 
+def interval_text(figures: dict) -> str:
+    """' (95% interval 12-19%)' when the card holds a bootstrap interval of its EER, else ''."""
+    iv = eer_interval(figures)
+    return f" (95% interval {iv[0]:.0%}-{iv[1]:.0%})" if iv else ""
+
+
 def unseen_sentence(det) -> str:
     """The measured accuracy on sources the active set never trained on, in one sentence."""
     d = (det.loaded.ensemble_card or {}).get("dev_eval") or {}
@@ -111,7 +118,7 @@ def unseen_sentence(det) -> str:
         return ("This set has not been measured here on sources it never trained on; treat every verdict "
                 "as unvalidated.")
     text = (f"On {r['clips']} recordings from four sources it never trained on (the extended pool's dev_eval), "
-            f"the ensemble's equal error rate is **{r['eer']:.0%}**: at its threshold it called "
+            f"the ensemble's equal error rate is **{r['eer']:.0%}**{interval_text(r)}: at its threshold it called "
             f"{r['real_called_fake']:.0%} of the real clips fake and caught {r['fakes_caught']:.0%} of the fakes")
     if r.get("inconclusive_share") is not None:
         text += f", and {r['inconclusive_share']:.0%} of the clips came out inconclusive"
