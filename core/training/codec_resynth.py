@@ -35,7 +35,7 @@ from ..argtypes import positive_int
 from ..audio import TARGET_SR
 from ..errors import ConfigError
 from .decoded_pool import read_index
-from .synth import COLUMNS, MANIFEST, EngineUnavailable, _append_row, _save_clip, read_manifest
+from .synth import MANIFEST, EngineUnavailable, _append_row, _save_clip, read_manifest
 
 FRAME = 320                    # Lyra's hop: 20 ms at 16 kHz
 BITS_PER_QUANTIZER = 4
@@ -47,10 +47,9 @@ LICENSE = "Apache-2.0 (Lyra v2 models, google/lyra); original clip's licence"
 
 def quantizers_for(bitrate: int) -> int:
     """Quantisers used at `bitrate` bit/s: bits per 20 ms frame over 4 bits per quantiser."""
-    bits = bitrate * FRAME // TARGET_SR
     if bitrate not in BITRATES:
         raise ConfigError(f"Lyra runs at {', '.join(map(str, BITRATES))} bit/s, not {bitrate}")
-    return bits // BITS_PER_QUANTIZER
+    return bitrate * FRAME // TARGET_SR // BITS_PER_QUANTIZER
 
 
 class LyraCodec:
