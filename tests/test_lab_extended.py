@@ -335,7 +335,7 @@ def test_unseen_comparison_follows_the_plan_and_ships_a_band(tmp_path):
     b = cal["band"]
     assert b["low"] - 1e-6 <= cal["threshold"] <= b["high"] + 1e-6 and b["right_when_fake"] >= 0.9
     comp["calibrated"] = cal
-    ens = ur.ship(comp, cal, run, models, "test")
+    ens = ur.ship(comp, cal, run, models, "test", dev_dir=dev, interval_resamples=60)
     assert (models / "whisper.safetensors").read_bytes() == b"not read here"
     card = json.loads((models / "ensemble.json").read_text())
     assert card["weights"]["whisper"] == 1.0 and card["calibration"]["method"] == "platt"
@@ -345,3 +345,7 @@ def test_unseen_comparison_follows_the_plan_and_ships_a_band(tmp_path):
     assert ens["dev_eval"]["restored"]["inconclusive_share"] >= 0
     md = ur.markdown(comp)
     assert "4a whisper alone" in md and "inconclusive band" in md
+    for name in ("gnn", "whisper", "ensemble"):   # each card's interval, from the column its figures came from
+        d = json.loads((models / f"{name}.json").read_text())["dev_eval"]
+        lo, hi = d["restored"]["eer_interval"]
+        assert lo <= d["restored"]["eer"] <= hi and "bootstrap" in d["eer_interval_method"]

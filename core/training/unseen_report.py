@@ -227,10 +227,12 @@ PROTOCOL = ("extended pool `dev_eval` (338 clips: HierSpeech++, SpeechTokenizer,
             "phone = 300-3400 Hz, 8 kHz, G.711 mu-law (ffmpeg)")
 
 
-def ship(comparison: dict, calib: dict, whisper_run: Path, models_dir: Path, command: str) -> dict:
+def ship(comparison: dict, calib: dict, whisper_run: Path, models_dir: Path, command: str,
+         dev_dir: Path | None = None, interval_resamples: int = 2000) -> dict:
     """Write what the comparison chose into the shipped set: the whisper model (when it joins),
     every card's dev_eval figures, and the ensemble card (members, weights, threshold,
-    calibration and inconclusive band)."""
+    calibration and inconclusive band). With `dev_dir`, each card also gets the bootstrap
+    interval of its EER where a score column holds what its figures were measured on."""
     import datetime as dt
     import json
     import shutil
@@ -284,7 +286,29 @@ def ship(comparison: dict, calib: dict, whisper_run: Path, models_dir: Path, com
         "command": command, "date": dt.date.today().isoformat(),
     }
     (models_dir / "ensemble.json").write_text(json.dumps(ens, indent=2) + "\n")
+    if dev_dir is not None:
+        add_card_intervals(models_dir, Path(dev_dir), names, ch["whisper"], interval_resamples)
     return ens
+
+
+def add_card_intervals(models_dir: Path, dev_dir: Path, names: list[str], whisper_dir: str, n: int) -> list[str]:
+    """Bootstrap intervals into the cards just written: each model from its own score column; the
+    ensemble from whisper's when its figures are whisper's (a one-member rule, calibrated or not).
+    A card whose figures no column reproduces is left without one, and named in the return."""
+    import sys
+
+    from .bootstrap import add_intervals
+
+    jobs = [(n_, dev_dir / ("shipped" if n_ in SIX else whisper_dir), n_) for n_ in names]
+    jobs.append(("ensemble", dev_dir / whisper_dir, "whisper"))
+    skipped = []
+    for card, folder, column in jobs:
+        try:
+            add_intervals(models_dir / f"{card}.json", folder, column, n=n)
+        except (SystemExit, KeyError, FileNotFoundError) as why:
+            skipped.append(card)
+            print(f"no EER interval for {card}: {why}", file=sys.stderr)
+    return skipped
 
 
 def main(argv=None) -> int:
@@ -319,7 +343,7 @@ def main(argv=None) -> int:
         print(f"{name:34s} " + "  ".join(f"{v} EER {f['eer']:.3f}" for v, f in by_v.items()), file=sys.stderr)
     print(json.dumps(ch), file=sys.stderr)
     if a.ship:
-        ship(comp, comp["calibrated"], runs[ch["whisper"]], Path(a.models), " ".join(sys.argv))
+        ship(comp, comp["calibrated"], runs[ch["whisper"]], Path(a.models), " ".join(sys.argv), dev_dir=Path(a.dev_dir))
     if a.report:
         rep = Path(a.report)
         old = rep.read_text() if rep.exists() else ""
