@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 from .errors import ConfigError
 from .inference import FileResult
+from .spoken import CHECK_FAILED
 
 if TYPE_CHECKING:  # pragma: no cover
     from .inference import Detector
@@ -403,13 +404,42 @@ class BatchSummary:
         return "\n".join(lines)
 
 
-def plan_resume(out: Path, files: list[str], columns: list[str], resume: bool, summary: BatchSummary) -> list[str]:
+def refuse_other_speech_check(path: str | os.PathLike, spoken_check: bool) -> None:
+    """Resuming a CSV scored with the language and speech check off, with it on (or the other way
+    round), would leave half its rows without the check's columns: refused, with what to do.
+    A row scored with the check on has `no_speech_p`, or a warning that the check could not run."""
+    path = Path(path)
+    header = _read_header(path)
+    if not header or "no_speech_p" not in header:
+        return   # an earlier layout without the check's columns: resume_columns keeps that layout
+    i_ens, i_ns, i_warn = header.index("p_fake_ensemble"), header.index("no_speech_p"), header.index("warnings")
+    scored = checked = 0
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        next(reader, None)
+        for rec in reader:
+            if len(rec) != len(header) or not rec[i_ens].strip():
+                continue
+            scored += 1
+            checked += bool(rec[i_ns].strip()) or CHECK_FAILED in rec[i_warn]
+    if not scored or (spoken_check and checked) or (not spoken_check and not checked):
+        return
+    was, flag = ("off", "--no-speech-check") if spoken_check else ("on", "the speech check on (drop --no-speech-check)")
+    raise ConfigError(f"{path}: its {scored} scored rows were written with the language and speech check {was}; "
+                      f"resume it with {flag}, or use another --out or --no-resume, so the table stays one layout")
+
+
+def plan_resume(out: Path, files: list[str], columns: list[str], resume: bool, summary: BatchSummary,
+                spoken_check: bool | None = None) -> list[str]:
     """The files still to score. With `resume`, repairs a half-written last line first and skips
-    files already in `out`; counts both in `summary`. Call it holding the output's lock."""
+    files already in `out`; counts both in `summary`. `spoken_check` (this run's setting) is
+    checked against the rows already there. Call it holding the output's lock."""
     done: dict = {}
     if resume:
         summary.repaired_bytes = repair_csv(out)
         done = read_done(out, columns)
+        if spoken_check is not None:
+            refuse_other_speech_check(out, spoken_check)
     todo = [f for f in files if _key(f) not in done]
     summary.skipped = len(files) - len(todo)
     summary.previously_scored = sum(1 for f in files if done.get(_key(f)))
@@ -438,7 +468,7 @@ def run_batch(sources: Iterable[str | os.PathLike], out_csv: str | os.PathLike, 
     files = expand_sources(sources)
     summary.total = len(files)
     with _Lock(out):
-        todo = plan_resume(out, files, columns, resume, summary)
+        todo = plan_resume(out, files, columns, resume, summary, spoken_check=detector.spoken_check)
         columns = resume_columns(out, columns) if resume else columns
         summary.older_layout = columns != csv_columns(names)
         if not resume:

@@ -293,7 +293,8 @@ def run_batch_ray(sources: Iterable[str | os.PathLike], out_csv: str | os.PathLi
     summary.total = len(files)
     stats = stats if stats is not None else {}
     with _Lock(out):
-        todo = plan_resume(out, files, columns, resume, summary)
+        todo = plan_resume(out, files, columns, resume, summary,
+                           spoken_check=bool((detector_options or {}).get("spoken_check", False)))
         columns = resume_columns(out, columns) if resume else columns
         summary.older_layout = columns != csv_columns(names)
         # connect first: a cluster that cannot be reached leaves the output as it was

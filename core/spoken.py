@@ -26,6 +26,7 @@ NO_SPEECH_P = 0.6          # openai-whisper's own no_speech_threshold
 LANGUAGE_P = 0.5
 MIN_CLIPS_PER_CLASS = 20
 HEAD_SAMPLES = 30 * TARGET_SR
+CHECK_FAILED = "the language and speech check could not run"   # its warning; batch.py reads it on resume
 
 LANGUAGE_NAMES = {
     "en": "English", "zh": "Chinese", "de": "German", "es": "Spanish", "ru": "Russian", "ko": "Korean",
@@ -70,7 +71,7 @@ def check_spoken(head: np.ndarray) -> SpokenCheck:
         x = torch.nn.functional.pad(x, (0, HEAD_SAMPLES - len(x)))
         return SpokenCheck(lid(whisper_log_mel(x)))
     except Exception as e:  # the check informs the verdict; it must never block it
-        return SpokenCheck(None, f"the language and speech check could not run ({type(e).__name__}: {e})")
+        return SpokenCheck(None, f"{CHECK_FAILED} ({type(e).__name__}: {e})")
 
 
 def _trained_counts(cards: dict[str, dict], code: str) -> dict[str, dict[str, int]] | None:

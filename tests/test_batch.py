@@ -315,3 +315,43 @@ def test_each_row_carries_the_files_warnings(det2, make, tmp_path):
     assert rows["clean.wav"]["warnings"] == ""
     assert "cut off or damaged" in rows["cut.wav"]["warnings"] and "promises 4.0 s" in rows["cut.wav"]["warnings"]
     assert rows["low_rate.wav"]["warnings"].startswith("Low sample rate (8000 Hz)")
+
+
+def test_resuming_with_the_other_speech_check_setting_is_refused(det2, make, tmp_path):
+    """A CSV scored with the language check off must not gain rows with it on (or the reverse):
+    the table would mix rows with and without its columns. Refused, with what to do; the file
+    is left as it was."""
+    from core.batch import refuse_other_speech_check
+    from core.spoken import CHECK_FAILED
+
+    files = small_tree(make, n_ok=3, n_bad=1)
+    out = tmp_path / "off.csv"
+    run_batch([files[0], files[-1]], out, det2)          # det2 runs without the check
+    refuse_other_speech_check(out, spoken_check=False)    # the same setting: fine
+    with pytest.raises(ConfigError, match="check off; resume it with --no-speech-check"):
+        refuse_other_speech_check(out, spoken_check=True)
+    # the same file as a run with the check on would have written it
+    rows = read_rows(out)
+    cols = csv_columns(["darts", "lstm"])
+    for r in rows:
+        if r["p_fake_ensemble"]:
+            r.update(language="en", language_p="0.97", no_speech_p="0.01")
+    with open(out, "w", newline="") as f:
+        w = csv.DictWriter(f, cols, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    on = out.read_bytes()
+    with pytest.raises(ConfigError, match="check on; resume it with the speech check on"):
+        run_batch([make.folder], out, det2)
+    assert out.read_bytes() == on, "a refused resume writes nothing"
+    refuse_other_speech_check(out, spoken_check=True)
+    # a row whose check could not run counts as checked; an error row (no score) counts as neither
+    for r in rows:
+        r.update(language="", language_p="", no_speech_p="")
+        if r["p_fake_ensemble"]:
+            r["warnings"] = f"{CHECK_FAILED} (RuntimeError: boom)"
+    with open(out, "w", newline="") as f:
+        w = csv.DictWriter(f, cols, lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+    refuse_other_speech_check(out, spoken_check=True)
