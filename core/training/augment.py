@@ -65,18 +65,14 @@ def band_limit(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return AF.resample(y, low, TARGET_SR).numpy()[: len(x)].astype(np.float32)
 
 
-def codec_roundtrip(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Encode to mp3 or opus in memory and decode back (libsndfile via soundfile)."""
-    kind = rng.choice(["mp3", "opus", "vorbis"])
+def soundfile_roundtrip(x: np.ndarray, fmt: str, subtype: str, compression_level: float | None = None) -> np.ndarray:
+    """Encode `x` in memory with libsndfile (via soundfile) and decode it back at 16 kHz, mono,
+    at the same length. Raises what libsndfile raises (an encoder missing from its build)."""
     buf = io.BytesIO()
     peak = float(np.abs(x).max())
     y = x / peak * 0.95 if peak > 0.95 else x
-    if kind == "mp3":
-        sf.write(buf, y, TARGET_SR, format="MP3", subtype="MPEG_LAYER_III")
-    elif kind == "opus":
-        sf.write(buf, y, TARGET_SR, format="OGG", subtype="OPUS")
-    else:
-        sf.write(buf, y, TARGET_SR, format="OGG", subtype="VORBIS")
+    extra = {} if compression_level is None else {"compression_level": float(compression_level)}
+    sf.write(buf, y, TARGET_SR, format=fmt, subtype=subtype, **extra)
     buf.seek(0)
     z, rate = sf.read(buf, dtype="float32")
     if z.ndim > 1:
@@ -86,6 +82,14 @@ def codec_roundtrip(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if len(z) < len(x):
         z = np.pad(z, (0, len(x) - len(z)))
     return z[: len(x)].astype(np.float32)
+
+
+CODECS = {"mp3": ("MP3", "MPEG_LAYER_III"), "opus": ("OGG", "OPUS"), "vorbis": ("OGG", "VORBIS")}
+
+
+def codec_roundtrip(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An mp3, opus or vorbis round-trip at libsndfile's default quality."""
+    return soundfile_roundtrip(x, *CODECS[str(rng.choice(["mp3", "opus", "vorbis"]))])
 
 
 def augment(x: np.ndarray, n: int, rng: np.random.Generator, strength: float = 1.0,

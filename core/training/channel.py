@@ -19,13 +19,10 @@ reals). Each transform here takes and returns mono float32 at 16 kHz of the same
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
-import soundfile as sf
 
 from ..audio import TARGET_SR
-from .augment import codec_roundtrip
+from .augment import CODECS, codec_roundtrip, soundfile_roundtrip
 
 
 def _fft_filter(x: np.ndarray, gains: np.ndarray) -> np.ndarray:
@@ -103,24 +100,14 @@ def phone(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def lossy(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """An mp3 or opus round-trip at a low bit rate: compression level 0.3-0.9 (at 16 kHz mono,
     mp3 at 0.5 is about 28 kbit/s)."""
-    kind = ("MP3", "MPEG_LAYER_III") if rng.random() < 0.5 else ("OGG", "OPUS")
-    peak = float(np.abs(x).max())
-    y = x / peak * 0.95 if peak > 0.95 else x
+    kind = CODECS["mp3"] if rng.random() < 0.5 else CODECS["opus"]
     try:
-        buf = io.BytesIO()
-        sf.write(buf, y, TARGET_SR, format=kind[0], subtype=kind[1], compression_level=float(rng.uniform(0.3, 0.9)))
-        buf.seek(0)
-        z, rate = sf.read(buf, dtype="float32")
+        return soundfile_roundtrip(x, *kind, compression_level=rng.uniform(0.3, 0.9))
     except Exception:   # an encoder missing from this libsndfile build: the default round-trip
         try:
             return codec_roundtrip(x, rng)
         except Exception:
             return x
-    if z.ndim > 1:
-        z = z.mean(axis=1)
-    if rate != TARGET_SR:
-        z = np.interp(np.arange(len(x)) * rate / TARGET_SR, np.arange(len(z)), z).astype(np.float32)
-    return np.pad(z, (0, max(0, len(x) - len(z))))[: len(x)].astype(np.float32)
 
 
 TRANSFORMS = {"convolutive": convolutive, "impulsive": impulsive, "reverb": reverb, "background": background,
