@@ -11,7 +11,7 @@ from core import report
 from core.errors import DetectorError
 from core.explain import OcclusionMap, occlusion_map, read_span
 from core.features import FrontEnd
-from webui import display, plots, state, tables
+from webui import cards, display, plots, state, tables
 
 CNN_FAMILIES = ("senet", "resnet", "res2net")   # offered first for the occlusion map
 
@@ -60,6 +60,7 @@ def show_verdict(res, det) -> None:
                 f"{sum(m.verdict == 'fake' for m in res.models.values())} of {len(res.models)}")
     c[2].metric("Peak window P(fake)", tables.fmt_p(ens.max_p_fake),
                 help="The highest P(fake) of the ensemble timeline: where in the file it looks most fake.")
+    st.caption("How far to trust this: " + cards.unseen_sentence(det))
     failed = [m for m in res.models.values() if m.error]
     for m in failed:
         st.error(f"Model {m.name} failed on this file: {m.error}. The other models still report.")

@@ -16,6 +16,7 @@ from core.assessment import assess
 from core.errors import AudioError
 from core.inference import Detector
 from core.loading import LoadedModel
+from webui.cards import unseen_sentence
 from webui.tables import over_threshold_spans
 
 PAGE = "pages/1_Analyze_a_file.py"
@@ -56,6 +57,7 @@ def test_verdict_numbers_and_plots_match_the_engine(app_env, engine, clip12):
     assert f"Inconclusive band [{a.band.low:.2f}, {a.band.high:.2f})" in box and a.band.source in box
     captions = [c.value for c in at.caption]
     assert all(any(why in c for c in captions) for why in a.reasons)
+    assert f"How far to trust this: {unseen_sentence(engine)}" in captions, "the set's measured accuracy on unseen sources"
     assert f"ensemble P(fake) = **{ens.p_fake:.3f}**" in box
     assert f"threshold {ens.threshold:.3f}, {ens.threshold_source}" in box
     assert "Higher = more likely fake" in box
