@@ -25,6 +25,7 @@ class LoadedModel:
     card: dict = field(default_factory=dict)
     threshold: float = 0.5
     threshold_source: str = ""
+    bf16_failed: bool = False     # set when a bf16 forward failed here; the model then runs in fp32
 
     @property
     def name(self) -> str:
@@ -35,8 +36,17 @@ class LoadedModel:
         """Features `[B, n_mels, frames]` -> calibrated P(fake) `[B]` (higher = more likely fake).
 
         `precision="bf16"` runs the network under bfloat16 autocast (core/execution.py); the
-        output rule and the calibration always run in float32."""
-        with numeric_context(precision):
+        output rule and the calibration always run in float32. Where this CPU's oneDNN has no
+        bfloat16 kernel for a layer (LSTMs on CPUs without AVX-512), the model runs in float32
+        from then on instead of failing."""
+        if precision == "bf16" and not self.bf16_failed:
+            try:
+                with numeric_context(precision):
+                    raw = self.module(feats)
+            except RuntimeError:
+                self.bf16_failed = True
+                raw = self.module(feats)
+        else:
             raw = self.module(feats)
         p = self.spec.p_fake(raw.float())
         cal = self.card.get("calibration") if self.card else None

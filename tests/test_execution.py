@@ -185,3 +185,26 @@ def test_cli_precision_option(tmp_path, fast_weights):
     assert all(abs(pa[n]["p_fake"] - pb[n]["p_fake"]) < 0.05 for n in pa)
     bad = cli(*base, "--precision", "int8")
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_a_model_without_a_bf16_kernel_here_runs_in_fp32_instead_of_failing(fast_detector):
+    """oneDNN has no bfloat16 LSTM on CPUs without AVX-512: such a model must still score."""
+    import copy
+
+    import torch
+
+    m = copy.copy(next(x for x in fast_detector.models if x.name == "gnn"))
+    inner = m.module
+
+    class NoBf16(torch.nn.Module):
+        def forward(self, x):
+            if torch.is_autocast_cpu_enabled():
+                raise RuntimeError("could not create a primitive descriptor for the LSTM forward propagation")
+            return inner(x)
+
+    m.module, m.bf16_failed = NoBf16(), False
+    x = torch.randn(2, m.spec.front_end.n_mels, m.spec.front_end.frames)
+    want = m.p_fake(x, "fp32")
+    got = m.p_fake(x, "bf16")
+    assert m.bf16_failed and torch.allclose(got, want)
+    assert torch.allclose(m.p_fake(x, "bf16"), want), "later calls go straight to fp32"
