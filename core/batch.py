@@ -257,6 +257,15 @@ def _read_header(path: Path) -> list[str] | None:
         return next(csv.reader(f), None)
 
 
+def _records(path: Path, header: list[str]) -> Iterable[list[str]]:
+    """The data rows of an output CSV that hold every column of `header` (a row cut short by a
+    crash cannot be one: `repair_csv` has run; never fatal either way)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        next(reader, None)
+        yield from (rec for rec in reader if len(rec) == len(header))
+
+
 def _without_verdicts(columns: list[str]) -> list[str]:
     """`columns` in the oldest layout: without the per-model verdicts, the assessment and the spoken check."""
     return [c for c in columns if not c.startswith("verdict_") and c not in ASSESSMENT_COLUMNS
@@ -300,13 +309,8 @@ def read_done(path: str | os.PathLike, columns: list[str]) -> dict[str, bool]:
             f"only in this run: {', '.join(only_here)}); use the same --set/--models to resume it, "
             "another --out, or --no-resume to overwrite it (a CSV from an older version cannot be resumed)")
     i_file, i_ens = header.index("file"), header.index("p_fake_ensemble")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        next(reader, None)
-        for rec in reader:
-            if len(rec) != len(header):
-                continue  # cannot happen with rows written by run_batch; never fatal
-            done[_key(rec[i_file])] = bool(rec[i_ens].strip())
+    for rec in _records(path, header):
+        done[_key(rec[i_file])] = bool(rec[i_ens].strip())
     return done
 
 
@@ -414,12 +418,8 @@ def refuse_other_speech_check(path: str | os.PathLike, spoken_check: bool) -> No
         return   # an earlier layout without the check's columns: resume_columns keeps that layout
     i_ens, i_ns, i_warn = header.index("p_fake_ensemble"), header.index("no_speech_p"), header.index("warnings")
     scored = checked = 0
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        next(reader, None)
-        for rec in reader:
-            if len(rec) != len(header) or not rec[i_ens].strip():
-                continue
+    for rec in _records(path, header):
+        if rec[i_ens].strip():
             scored += 1
             checked += bool(rec[i_ns].strip()) or CHECK_FAILED in rec[i_warn]
     if not scored or (spoken_check and checked) or (not spoken_check and not checked):

@@ -89,7 +89,7 @@ CODECS = {"mp3": ("MP3", "MPEG_LAYER_III"), "opus": ("OGG", "OPUS"), "vorbis": (
 
 def codec_roundtrip(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """An mp3, opus or vorbis round-trip at libsndfile's default quality."""
-    return soundfile_roundtrip(x, *CODECS[str(rng.choice(["mp3", "opus", "vorbis"]))])
+    return soundfile_roundtrip(x, *CODECS[str(rng.choice(list(CODECS)))])
 
 
 def augment(x: np.ndarray, n: int, rng: np.random.Generator, strength: float = 1.0,

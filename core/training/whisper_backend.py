@@ -213,7 +213,7 @@ def fit(features: str, out_dir: str, k: int = 5, clean_from: str | None = None,
     summary = {"C": best, "cv": {str(c): v for c, v in cv.items()}, "folds": k, "encoder": encoder_name,
                "layers": list(layers)}
     save_model_oof_and_card(Path(out_dir), model, oof_by_c[best], y, groups, keys, summary,
-                      {"features": str(features), "clean_from": clean_from, "extra": list(extra or [])}, name)
+                            {"features": str(features), "clean_from": clean_from, "extra": list(extra or [])}, name)
     return summary
 
 
